@@ -1,1 +1,3 @@
+export * from './load.js';
+export * from './render.js';
 export * from './schema.js';

@@ -81,7 +81,7 @@ export const schema = section('clauderon configuration', {
     ),
   }),
   daemon: section('The local daemon.', {
-    log_level: str('info', 'Log level: trace, debug, info, warn, error.', {
+    log_level: str('info', 'Log level.', {
       oneOf: ['trace', 'debug', 'info', 'warn', 'error'],
     }),
     shutdown_timeout: duration(
