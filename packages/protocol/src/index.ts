@@ -2,6 +2,4 @@ export * from './api.js';
 export * from './errors.js';
 export * from './labels.js';
 export * from './validation.js';
-
-/** Version of clauderon, reported by `--version` and the daemon's health endpoint. */
-export const VERSION = '0.1.0';
+export { VERSION } from './version.js';
