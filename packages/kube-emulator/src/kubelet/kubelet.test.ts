@@ -1,0 +1,310 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import {
+  containerState,
+  type Harness,
+  type Loose,
+  loose,
+  phaseOf,
+  pod,
+  rawExec,
+  startHarness,
+} from './test-support/harness.js';
+
+describe('kubelet with a fake store', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test('schedules a pod, runs its container and reports Running', async () => {
+    h.store.create(
+      'pods',
+      pod('p1', {
+        containers: [
+          {
+            name: 'main',
+            image: 'busybox',
+            command: ['sh', '-c', 'echo hello; echo oops >&2; exec sleep 60'],
+          },
+        ],
+      }),
+    );
+    const p = await h.store.waitFor('pods', 'default', 'p1', (o) => phaseOf(o) === 'Running');
+    assert.equal(loose(p?.spec).nodeName, 'emulator-node');
+    const st = loose(p?.status);
+    assert.match(st.podIP, /^10\.244\./);
+    assert.deepEqual(
+      st.conditions.map((c: Loose) => `${c.type}=${c.status}`),
+      [
+        'PodReadyToStartContainers=True',
+        'Initialized=True',
+        'Ready=True',
+        'ContainersReady=True',
+        'PodScheduled=True',
+      ],
+    );
+    assert.ok(containerState(p)?.state.running);
+    const reasons = h.store.events.map((e) => e.reason);
+    for (const r of ['Scheduled', 'Pulling', 'Pulled', 'Created', 'Started'])
+      assert.ok(reasons.includes(r), r);
+    // The first kubelet status showed ContainerCreating.
+    const creating = h.store.history.find(
+      (e) =>
+        e.resource === 'pods' && containerState(e.object)?.state?.waiting?.reason === 'ContainerCreating',
+    );
+    assert.ok(creating);
+  });
+
+  test('serves logs with timestamps and tailLines', async () => {
+    await h.store.waitFor('pods', 'default', 'p1', (o) => phaseOf(o) === 'Running');
+    let text = '';
+    for (let i = 0; i < 50 && !text.includes('oops'); i++) {
+      text = await (
+        await fetch(`http://${h.base}/api/v1/namespaces/default/pods/p1/log?container=main`)
+      ).text();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(text, 'hello\noops\n');
+    const tail = await (
+      await fetch(`http://${h.base}/api/v1/namespaces/default/pods/p1/log?tailLines=1&timestamps=true`)
+    ).text();
+    assert.match(tail, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z oops\n$/);
+    const prev = await fetch(`http://${h.base}/api/v1/namespaces/default/pods/p1/log?previous=true`);
+    assert.equal(prev.status, 400);
+  });
+
+  test('exec over v5 returns output, stdin EOF and exit codes', async () => {
+    const r1 = await rawExec(h.base, 'p1', ['sh', '-c', 'echo out; echo err >&2; exit 3']);
+    assert.equal(r1.protocol, 'v5.channel.k8s.io');
+    assert.equal(r1.stdout.toString(), 'out\n');
+    assert.equal(r1.stderr.toString(), 'err\n');
+    assert.equal(r1.status?.reason, 'NonZeroExitCode');
+    assert.deepEqual(loose(r1.status?.details).causes, [{ reason: 'ExitCode', message: '3' }]);
+    assert.equal(r1.closeCode, 1000);
+    assert.equal(r1.frames[0], 1);
+    const r2 = await rawExec(h.base, 'p1', ['cat'], { input: Buffer.from('abc') });
+    assert.equal(r2.stdout.toString(), 'abc');
+    assert.deepEqual(r2.status, { metadata: {}, status: 'Success' });
+    const r3 = await rawExec(h.base, 'p1', ['sh', '-c', 'echo $HOSTNAME $PATH'], {
+      protocols: ['v4.channel.k8s.io'],
+    });
+    assert.equal(r3.protocol, 'v4.channel.k8s.io');
+    assert.equal(r3.stdout.toString(), 'p1 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
+  });
+
+  test('exec with a tty merges output and honours resize', async () => {
+    const r = await rawExec(h.base, 'p1', ['sh', '-c', 'sleep 0.2; stty size; echo e >&2'], {
+      tty: true,
+      onOpen: (ws) => ws.send(Buffer.concat([Buffer.from([4]), Buffer.from('{"Width":123,"Height":45}\n')])),
+    });
+    assert.match(r.stdout.toString(), /45 123\r\ne\r\n/);
+    assert.equal(r.stderr.length, 0);
+    assert.deepEqual(r.status, { metadata: {}, status: 'Success' });
+  });
+
+  test('graceful delete stops the container and removes the pod', async () => {
+    h.store.create(
+      'pods',
+      pod('p2', { containers: [{ name: 'main', image: 'busybox', command: ['sleep', '60'] }] }),
+    );
+    await h.store.waitFor('pods', 'default', 'p2', (o) => phaseOf(o) === 'Running');
+    h.store.delete('pods', 'default', 'p2', 5);
+    await h.store.waitFor('pods', 'default', 'p2', (o) => o === undefined);
+    assert.ok(h.store.events.some((e) => e.reason === 'Killing' && e.involved === 'Pod/p2'));
+  });
+
+  test('restartPolicy Never: Succeeded and Failed', async () => {
+    h.store.create(
+      'pods',
+      pod('ok', { restartPolicy: 'Never', containers: [{ name: 'main', image: 'x', command: ['true'] }] }),
+    );
+    h.store.create(
+      'pods',
+      pod('bad', {
+        restartPolicy: 'Never',
+        containers: [{ name: 'main', image: 'x', command: ['sh', '-c', 'exit 4'] }],
+      }),
+    );
+    const ok = await h.store.waitFor('pods', 'default', 'ok', (o) => phaseOf(o) === 'Succeeded');
+    assert.equal(containerState(ok)?.state.terminated.reason, 'Completed');
+    const bad = await h.store.waitFor('pods', 'default', 'bad', (o) => phaseOf(o) === 'Failed');
+    assert.equal(containerState(bad)?.state.terminated.exitCode, 4);
+    assert.equal(containerState(bad)?.state.terminated.reason, 'Error');
+  });
+
+  test('CrashLoopBackOff with restartCount and lastState', async () => {
+    h.store.create(
+      'pods',
+      pod('crash', { containers: [{ name: 'main', image: 'x', command: ['sh', '-c', 'echo run; exit 2'] }] }),
+    );
+    const p = await h.store.waitFor(
+      'pods',
+      'default',
+      'crash',
+      (o) => containerState(o)?.state?.waiting?.reason === 'CrashLoopBackOff',
+    );
+    const cs = containerState(p);
+    assert.ok(cs?.restartCount >= 1);
+    assert.equal(cs?.lastState.terminated.exitCode, 2);
+    assert.match(
+      cs?.state.waiting.message,
+      /^back-off \d+s restarting failed container=main pod=crash_default\(/,
+    );
+    const prev = await fetch(`http://${h.base}/api/v1/namespaces/default/pods/crash/log?previous=true`);
+    assert.equal(await prev.text(), 'run\n');
+    h.store.delete('pods', 'default', 'crash', 1);
+  });
+
+  test('init containers, volumes and a failing image', async () => {
+    h.store.create('storageclasses', {
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name: 'standard', annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } },
+      provisioner: 'rancher.io/local-path',
+      volumeBindingMode: 'WaitForFirstConsumer',
+    });
+    h.store.create('configmaps', {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'cm', namespace: 'default' },
+      data: { 'a.txt': 'A' },
+    });
+    h.store.create(
+      'pods',
+      pod('vol', {
+        initContainers: [
+          {
+            name: 'init',
+            image: 'x',
+            command: ['sh', '-c', 'echo from-init > /tmp/kubelet-test-mnt/work/f'],
+            volumeMounts: [{ name: 'data', mountPath: '/tmp/kubelet-test-mnt/work' }],
+          },
+        ],
+        containers: [
+          {
+            name: 'main',
+            image: 'x',
+            command: ['sleep', '60'],
+            env: [{ name: 'NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+            volumeMounts: [
+              { name: 'data', mountPath: '/tmp/kubelet-test-mnt/work' },
+              { name: 'cfg', mountPath: '/tmp/kubelet-test-mnt/cfg' },
+              { name: 'scratch', mountPath: '/tmp' },
+            ],
+          },
+        ],
+        volumes: [
+          { name: 'data', persistentVolumeClaim: { claimName: 'claim' } },
+          { name: 'cfg', configMap: { name: 'cm' } },
+          { name: 'scratch', emptyDir: {} },
+        ],
+      }),
+    );
+    let p = await h.store.waitFor(
+      'pods',
+      'default',
+      'vol',
+      (o) => loose(o?.status).conditions?.[0]?.reason === 'Unschedulable',
+    );
+    assert.equal(loose(p?.status).conditions[0].message, 'persistentvolumeclaim "claim" not found');
+    h.store.create('persistentvolumeclaims', {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name: 'claim', namespace: 'default' },
+      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+      status: { phase: 'Pending' },
+    });
+    p = await h.store.waitFor('pods', 'default', 'vol', (o) => phaseOf(o) === 'Running');
+    const claim = h.store.get('persistentvolumeclaims', 'default', 'claim');
+    assert.equal(loose(claim?.status).phase, 'Bound');
+    assert.equal(claim?.metadata.annotations?.['volume.kubernetes.io/selected-node'], 'emulator-node');
+    assert.equal(loose(claim?.spec).volumeName, `pvc-${claim?.metadata.uid}`);
+    assert.equal(containerState(p, 'init', true)?.state.terminated.reason, 'Completed');
+    const r = await rawExec(h.base, 'vol', [
+      'sh',
+      '-c',
+      'cat /tmp/kubelet-test-mnt/cfg/a.txt; echo; ls /tmp/kubelet-test-mnt/work; echo $NAME; touch /tmp/x && echo tmp-ok; touch /tmp/kubelet-test-mnt/cfg/no 2>/dev/null || echo ro',
+    ]);
+    // The init container wrote into the claim through another mountPath; the main container sees it at /work.
+    assert.equal(r.stdout.toString(), 'A\nf\nvol\ntmp-ok\nro\n');
+    assert.ok(existsSync(`${h.stateDir}/volumes/${claim?.metadata.uid}/f`));
+    assert.equal(readFileSync(`${h.stateDir}/volumes/${claim?.metadata.uid}/f`, 'utf8'), 'from-init\n');
+    h.store.delete('pods', 'default', 'vol', 1);
+  });
+});
+
+describe('image pull failures', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ failImagePattern: /does-not-exist/ });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test('ErrImagePull then ImagePullBackOff with events', async () => {
+    h.store.create(
+      'pods',
+      pod('img', { containers: [{ name: 'main', image: 'example.com/does-not-exist:1' }] }),
+    );
+    const p = await h.store.waitFor(
+      'pods',
+      'default',
+      'img',
+      (o) => containerState(o)?.state?.waiting?.reason === 'ImagePullBackOff',
+    );
+    assert.equal(
+      containerState(p)?.state.waiting.message,
+      'Back-off pulling image "example.com/does-not-exist:1"',
+    );
+    assert.equal(phaseOf(p), 'Pending');
+    assert.ok(
+      h.store.history.some((e) => containerState(e.object)?.state?.waiting?.reason === 'ErrImagePull'),
+    );
+    assert.ok(
+      h.store.events.some(
+        (e) =>
+          e.reason === 'Failed' &&
+          e.message.startsWith(
+            'Failed to pull image "example.com/does-not-exist:1": rpc error: code = NotFound',
+          ),
+      ),
+    );
+    assert.ok(h.store.events.some((e) => e.reason === 'BackOff'));
+  });
+
+  test('a missing env key is a CreateContainerConfigError', async () => {
+    h.store.create(
+      'pods',
+      pod('cfgerr', {
+        containers: [
+          {
+            name: 'main',
+            image: 'x',
+            command: ['sleep', '60'],
+            env: [{ name: 'A', valueFrom: { configMapKeyRef: { name: 'nope', key: 'k' } } }],
+          },
+        ],
+      }),
+    );
+    const p = await h.store.waitFor(
+      'pods',
+      'default',
+      'cfgerr',
+      (o) => containerState(o)?.state?.waiting?.reason === 'CreateContainerConfigError',
+    );
+    assert.equal(containerState(p)?.state.waiting.message, 'configmap "nope" not found');
+    h.store.create('configmaps', {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'nope', namespace: 'default' },
+      data: { k: 'v' },
+    });
+    await h.store.waitFor('pods', 'default', 'cfgerr', (o) => phaseOf(o) === 'Running');
+  });
+});
