@@ -368,6 +368,55 @@ exit 0
   });
 });
 
+const hasTmux = (() => {
+  try {
+    execFileSync('tmux', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe('the agent container script with real tmux', { skip: !hasTmux && 'tmux is not installed' }, () => {
+  test('lives as long as the tmux session and exits with the agent exit code', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'kube-tmux-'));
+    t.after(() => {
+      try {
+        execFileSync('tmux', ['kill-server'], {
+          env: { ...process.env, TMUX_TMPDIR: `${dir}/tmux` },
+          stdio: 'ignore',
+        });
+      } catch {
+        // already gone: the normal case
+      }
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const pod = buildPod(spec(), defaultConfig(), {
+      ...podOpts,
+      agentCommand: ['sh', '-c', 'printf "%s" "$1" > "$OUT"; sleep 1; exit 3', 'x', 'multi word prompt'],
+    });
+    const cmd = container(pod, 'agent').command!;
+    const script = cmd[2]!.replaceAll('/workspace', `${dir}/ws`).replaceAll('/tmp/clauderon', `${dir}/tmp`);
+    execFileSync('mkdir', ['-p', `${dir}/ws/app`, `${dir}/tmux`]);
+    const { spawn } = await import('node:child_process');
+    const child = spawn('sh', ['-c', script, ...cmd.slice(3)], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: `${dir}/ws/.home`,
+        TMUX_TMPDIR: `${dir}/tmux`,
+        TERM: 'xterm-256color',
+        CLAUDERON_REPO_DIR: `${dir}/ws/app`,
+        OUT: `${dir}/out`,
+      },
+      stdio: 'ignore',
+    });
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(code, 3);
+    assert.equal(readFileSync(`${dir}/out`, 'utf8'), 'multi word prompt');
+    assert.equal(readFileSync(`${dir}/ws/.clauderon/agent-exit`, 'utf8'), '3\n');
+  });
+});
+
 describe('planCreate and ownerRefTo', () => {
   test('creates claim, CA, Secret, then the pod that refers to them', () => {
     const plan = planCreate(spec(), defaultConfig(), {
