@@ -55,7 +55,8 @@ async function generateKeys(): Promise<webcrypto.CryptoKeyPair> {
 }
 
 /** An in-memory CA over an existing key and certificate. */
-function caFrom(cert: x509.X509Certificate, certPem: string, key: webcrypto.CryptoKey): Ca {
+function caFrom(cert: x509.X509Certificate, pem: string, key: webcrypto.CryptoKey): Ca {
+  const certPem = pem.endsWith('\n') ? pem : `${pem}\n`;
   const cache = new Map<string, Promise<{ certPem: string; keyPem: string; notAfter: number }>>();
   const mint = async (host: string) => {
     const subtle = crypto();
@@ -123,8 +124,7 @@ export async function createCa(commonName = 'clauderon proxy CA'): Promise<Ca & 
     ],
   });
   const keyPem = toPem('PRIVATE KEY', await subtle.exportKey('pkcs8', keys.privateKey));
-  const certPem = cert.toString('pem');
-  return { ...caFrom(cert, certPem, keys.privateKey), keyPem };
+  return { ...caFrom(cert, cert.toString('pem'), keys.privateKey), keyPem };
 }
 
 async function exists(path: string): Promise<boolean> {
