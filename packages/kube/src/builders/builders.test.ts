@@ -50,6 +50,9 @@ const podOpts = {
   agentCommand: ['claude', '--dangerously-skip-permissions', 'fix the login bug'],
 };
 
+/** What the kubelet does to command strings: `$$` is a literal `$` (see escapeExpansion). */
+const unescape = (s: string) => s.replace(/\$\$/g, '$');
+
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 
 function container(pod: V1Pod, name: string): V1Container {
@@ -216,7 +219,7 @@ describe('buildPod', () => {
       pod.spec!.volumes!.find((v) => v.name === 'ca'),
       { name: 'ca', configMap: { name: 'clauderon-fix-login-ca', defaultMode: 0o444 } },
     );
-    assert.deepEqual(agent.command!.slice(-3), podOpts.agentCommand);
+    assert.deepEqual(agent.command!.slice(-3).map(unescape), podOpts.agentCommand);
     assert.equal(agent.image, 'clauderon-agent:0.1.0');
     assert.equal(agent.imagePullPolicy, 'IfNotPresent');
     const init = container(pod, 'workspace');
@@ -321,6 +324,14 @@ describe('buildPod', () => {
     assert.equal(pod.spec!.containers.length, 2);
   });
 
+  test('a prompt mentioning $(VAR) is not expanded by Kubernetes', () => {
+    const pod = buildPod(spec(), defaultConfig(), {
+      ...podOpts,
+      agentCommand: ['claude', 'print $(HOME) and $$'],
+    });
+    assert.equal(container(pod, 'agent').command!.at(-1), 'print $$(HOME) and $$$$');
+  });
+
   test('refuses a prompt argument longer than the kernel accepts', () => {
     assert.throws(
       () => buildPod(spec(), defaultConfig(), { ...podOpts, agentCommand: ['claude', 'x'.repeat(200_000)] }),
@@ -338,7 +349,9 @@ describe('buildPod', () => {
       agentCommand: ['sh', '-c', 'printf "%s|%s" "$1" "$(pwd)" > "$OUT"; exit 7', 'x', 'it\'s "quoted"\n\n'],
     });
     const cmd = container(pod, 'agent').command!;
-    const script = cmd[2]!.replaceAll('/workspace', `${dir}/ws`).replaceAll('/tmp/clauderon', `${dir}/tmp`);
+    const script = unescape(cmd[2]!)
+      .replaceAll('/workspace', `${dir}/ws`)
+      .replaceAll('/tmp/clauderon', `${dir}/tmp`);
     execFileSync('mkdir', ['-p', `${dir}/ws/app`, `${dir}/bin`]);
     const fakeTmux = `#!/bin/sh
 case "$*" in
@@ -350,7 +363,7 @@ exit 0
     execFileSync('sh', ['-c', `cat > ${dir}/bin/tmux && chmod +x ${dir}/bin/tmux`], { input: fakeTmux });
     let code = 0;
     try {
-      execFileSync('sh', ['-c', script, ...cmd.slice(3)], {
+      execFileSync('sh', ['-c', script, ...cmd.slice(3).map(unescape)], {
         env: {
           PATH: `${dir}/bin:${process.env.PATH}`,
           HOME: `${dir}/ws/.home`,
@@ -396,10 +409,12 @@ describe('the agent container script with real tmux', { skip: !hasTmux && 'tmux 
       agentCommand: ['sh', '-c', 'printf "%s" "$1" > "$OUT"; sleep 1; exit 3', 'x', 'multi word prompt'],
     });
     const cmd = container(pod, 'agent').command!;
-    const script = cmd[2]!.replaceAll('/workspace', `${dir}/ws`).replaceAll('/tmp/clauderon', `${dir}/tmp`);
+    const script = unescape(cmd[2]!)
+      .replaceAll('/workspace', `${dir}/ws`)
+      .replaceAll('/tmp/clauderon', `${dir}/tmp`);
     execFileSync('mkdir', ['-p', `${dir}/ws/app`, `${dir}/tmux`]);
     const { spawn } = await import('node:child_process');
-    const child = spawn('sh', ['-c', script, ...cmd.slice(3)], {
+    const child = spawn('sh', ['-c', script, ...cmd.slice(3).map(unescape)], {
       env: {
         PATH: process.env.PATH,
         HOME: `${dir}/ws/.home`,

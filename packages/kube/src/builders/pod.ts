@@ -134,6 +134,14 @@ export interface BuildPodOptions {
   agentCommand: string[];
 }
 
+/**
+ * Kubernetes expands `$(VAR)` in command and args with the container's env (a prompt mentioning `$(HOME)`
+ * would be rewritten); `$$` is its escape for a literal `$`, so every `$` is doubled.
+ */
+export function escapeExpansion(s: string): string {
+  return s.replace(/\$/g, () => '$$');
+}
+
 /** The repository directory in the pod. */
 export function repoDir(spec: SessionSpec): string {
   const r = spec.repoName;
@@ -252,7 +260,7 @@ export function buildPod(spec: SessionSpec, config: Config, opts: BuildPodOption
     name: INIT_CONTAINER,
     image: spec.image,
     imagePullPolicy: spec.pullPolicy,
-    command: ['/bin/sh', '-c', INIT_SCRIPT],
+    command: ['/bin/sh', '-c', INIT_SCRIPT].map(escapeExpansion),
     workingDir: WORKSPACE_DIR,
     env: Object.entries(base).map(([name, value]) => ({ name, value })),
     volumeMounts: mounts.filter((m) => m.name !== VOLUMES.ca),
@@ -264,7 +272,7 @@ export function buildPod(spec: SessionSpec, config: Config, opts: BuildPodOption
     image: spec.image,
     imagePullPolicy: spec.pullPolicy,
     // "$0" of the script is the first word after it; the agent command follows as "$@".
-    command: ['/bin/sh', '-c', AGENT_SCRIPT, 'clauderon-agent', ...opts.agentCommand],
+    command: ['/bin/sh', '-c', AGENT_SCRIPT, 'clauderon-agent', ...opts.agentCommand].map(escapeExpansion),
     workingDir: WORKSPACE_DIR,
     env,
     volumeMounts: mounts,
