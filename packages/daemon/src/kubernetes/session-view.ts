@@ -4,7 +4,9 @@ import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 const AGENT = 'agent';
 
 /** Reads the session spec a clauderon object carries in its annotation. */
-export function specFromObject(obj: { metadata?: { annotations?: Record<string, string> } }): SessionSpec | undefined {
+export function specFromObject(obj: {
+  metadata?: { annotations?: Record<string, string> };
+}): SessionSpec | undefined {
   const raw = obj.metadata?.annotations?.[Annotations.spec];
   if (!raw) return undefined;
   try {
@@ -38,7 +40,8 @@ export function sessionView(
     if (phase === 'Unknown') {
       phase = 'Failed';
       agent = 'gone';
-      message = 'the session pod no longer exists (its workspace claim may remain; delete the session to clean up)';
+      message =
+        'the session pod no longer exists (its workspace claim may remain; delete the session to clean up)';
     }
   } else {
     const agentStatus = pod.status?.containerStatuses?.find((c) => c.name === AGENT);

@@ -14,7 +14,12 @@ export class Steps {
   }
 
   /** Runs a step; registers its undo only once it has succeeded. */
-  async run<T>(what: string, signal: AbortSignal, step: () => Promise<T>, undo?: (result: T) => Promise<unknown>): Promise<T> {
+  async run<T>(
+    what: string,
+    signal: AbortSignal,
+    step: () => Promise<T>,
+    undo?: (result: T) => Promise<unknown>,
+  ): Promise<T> {
     signal.throwIfAborted();
     const result = await step();
     if (undo) this.#undos.push({ what, undo: () => undo(result) });
