@@ -308,3 +308,72 @@ describe('image pull failures', () => {
     await h.store.waitFor('pods', 'default', 'cfgerr', (o) => phaseOf(o) === 'Running');
   });
 });
+
+describe('logs and shutdown', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test('follow streams new lines and ends when the container exits', async () => {
+    h.store.create(
+      'pods',
+      pod('f', {
+        restartPolicy: 'Never',
+        containers: [
+          {
+            name: 'main',
+            image: 'x',
+            command: ['sh', '-c', 'echo one; sleep 0.3; echo two; sleep 0.3; echo three'],
+          },
+        ],
+      }),
+    );
+    await h.store.waitFor('pods', 'default', 'f', (o) => phaseOf(o) === 'Running');
+    const res = await fetch(`http://${h.base}/api/v1/namespaces/default/pods/f/log?follow=true`);
+    assert.equal(res.headers.get('content-type'), 'text/plain');
+    assert.equal(await res.text(), 'one\ntwo\nthree\n');
+    const limited = await (
+      await fetch(`http://${h.base}/api/v1/namespaces/default/pods/f/log?limitBytes=6`)
+    ).text();
+    assert.equal(limited, 'one\ntw');
+    const since = await (
+      await fetch(`http://${h.base}/api/v1/namespaces/default/pods/f/log?sinceSeconds=100`)
+    ).text();
+    assert.equal(since, 'one\ntwo\nthree\n');
+  });
+
+  test('a pod removed from the store is killed at once; stop() ends everything', async () => {
+    h.store.create(
+      'pods',
+      pod('gone', { containers: [{ name: 'main', image: 'x', command: ['sleep', '300'] }] }),
+    );
+    h.store.create(
+      'pods',
+      pod('left', { containers: [{ name: 'main', image: 'x', command: ['sleep', '301'] }] }),
+    );
+    await h.store.waitFor('pods', 'default', 'gone', (o) => phaseOf(o) === 'Running');
+    await h.store.waitFor('pods', 'default', 'left', (o) => phaseOf(o) === 'Running');
+    const { execFileSync } = await import('node:child_process');
+    const count = (arg: string): number => {
+      try {
+        return execFileSync('pgrep', ['-f', `^sleep ${arg}$`])
+          .toString()
+          .trim()
+          .split('\n').length;
+      } catch {
+        return 0;
+      }
+    };
+    assert.equal(count('300'), 1);
+    h.store.remove('pods', 'default', 'gone');
+    for (let i = 0; i < 200 && count('300') > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(count('300'), 0);
+    assert.equal(count('301'), 1);
+    await h.kubelet.stop();
+    assert.equal(count('301'), 0);
+  });
+});
