@@ -26,7 +26,13 @@ import { createTokenRegistry, type TokenRegistry } from './tokens.js';
 
 const ANTHROPIC_SECRET = 'sk-ant-REAL-anthropic-7f3a9c';
 const GH_SECRET = 'ghp_REAL_github_91b2e4';
-const SECRETS = [ANTHROPIC_SECRET, GH_SECRET, Buffer.from(`x-access-token:${GH_SECRET}`).toString('base64')];
+const CUSTOM_SECRET = 'custom-REAL-secret-d00d';
+const SECRETS = [
+  ANTHROPIC_SECRET,
+  GH_SECRET,
+  CUSTOM_SECRET,
+  Buffer.from(`x-access-token:${GH_SECRET}`).toString('base64'),
+];
 
 interface Seen {
   host: string;
@@ -39,6 +45,7 @@ describe('credential-injecting proxy', () => {
   let upstreamCa: string;
   let upstream: https.Server;
   let upstreamPort: number;
+  let plainHttp: http.Server;
   let ca: Ca;
   let secrets: SecretSource;
   let tokens: TokenRegistry;
@@ -53,7 +60,13 @@ describe('credential-injecting proxy', () => {
 
   before(async () => {
     home = mkdtempSync(join(tmpdir(), 'clauderon-proxy-'));
-    const up = await makeUpstreamTls(['api.anthropic.com', 'api.github.com', 'github.com', 'plain.test']);
+    const up = await makeUpstreamTls([
+      'api.anthropic.com',
+      'api.github.com',
+      'github.com',
+      'plain.test',
+      'api.custom.test',
+    ]);
     upstreamCa = up.caPem;
     writeFileSync(join(home, 'upstream-ca.pem'), up.caPem);
     upstream = https.createServer({ key: up.keyPem, cert: up.certPem });
@@ -102,10 +115,16 @@ describe('credential-injecting proxy', () => {
       socket.on('data', (d) => socket.write(`echo:${d}`));
     });
     upstreamPort = await listen(upstream);
+    plainHttp = http.createServer((req, res) => {
+      seen.push({ host: String(req.headers.host), path: req.url ?? '', headers: req.headers });
+      req.resume();
+      res.end('plain');
+    });
+    const plainPort = await listen(plainHttp);
 
     mkdirSync(join(home, 'secrets'), { mode: 0o700 });
     writeFileSync(join(home, 'secrets', 'anthropic_api_key'), `${ANTHROPIC_SECRET}\n`, { mode: 0o600 });
-    secrets = await loadSecretSource(home, { GH_TOKEN: GH_SECRET });
+    secrets = await loadSecretSource(home, { GH_TOKEN: GH_SECRET, CUSTOM_SECRET });
     ca = await loadOrCreateCa(home);
     tokens = createTokenRegistry(join(home, 'proxy', 'tokens.json'));
     token = tokens.issue('alpha');
@@ -120,7 +139,17 @@ describe('credential-injecting proxy', () => {
           'api.github.com': target,
           'github.com': target,
           'plain.test': target,
+          'api.custom.test': target,
+          'web.test': `127.0.0.1:${plainPort}`,
         },
+        rules: [
+          {
+            host: '*.custom.test',
+            header: 'X-Custom-Auth',
+            value: 'Token {secret}',
+            secret_env: 'CUSTOM_SECRET',
+          },
+        ],
       },
     }).proxy;
     proxy = await startProxy({
@@ -138,6 +167,7 @@ describe('credential-injecting proxy', () => {
   after(async () => {
     await proxy?.stop();
     if (upstream) await closeServer(upstream);
+    if (plainHttp) await closeServer(plainHttp);
     rmSync(home, { recursive: true, force: true });
   });
 
@@ -185,6 +215,50 @@ describe('credential-injecting proxy', () => {
     await requestVia(proxy.port, auth, [ca.certPem], { host: 'github.com', path: '/o/r.git/info/refs' });
     const basic = Buffer.from(`x-access-token:${GH_SECRET}`).toString('base64');
     assert.equal(lastSeen('/o/r.git/info/refs').headers.authorization, `Basic ${basic}`);
+  });
+
+  test('a configured *.suffix rule sets its header from its template', async () => {
+    await requestVia(proxy.port, auth, [ca.certPem], {
+      host: 'api.custom.test',
+      path: '/custom',
+      headers: { 'x-custom-auth': 'Token clauderon-placeholder-custom-secret' },
+    });
+    assert.equal(lastSeen('/custom').headers['x-custom-auth'], `Token ${CUSTOM_SECRET}`);
+    assert.equal(
+      placeholderEnv({ config: proxyConfig, secrets }).CUSTOM_SECRET,
+      'clauderon-placeholder-custom-secret',
+    );
+  });
+
+  test('plain HTTP is forwarded with the proxy credential removed and nothing injected', async () => {
+    const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      http
+        .get(
+          {
+            host: '127.0.0.1',
+            port: proxy.port,
+            path: 'http://web.test/page?x=1',
+            headers: {
+              'proxy-authorization': `Basic ${Buffer.from(auth).toString('base64')}`,
+              'x-api-key': 'mine',
+            },
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (d) => {
+              body += d;
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        )
+        .on('error', reject);
+    });
+    assert.deepEqual(r, { status: 200, body: 'plain' });
+    const s = lastSeen('/page');
+    assert.equal(s.path, '/page?x=1');
+    assert.equal(s.host, 'web.test');
+    assert.equal(s.headers['proxy-authorization'], undefined);
+    assert.equal(s.headers['x-api-key'], 'mine');
   });
 
   test('the client trusts our CA and rejects the intercepted host without it', async () => {

@@ -133,6 +133,18 @@ function hostHeader(t: Target, defaultPort: number): string {
   return t.port === defaultPort ? h : `${h}:${t.port}`;
 }
 
+/** The origin-form target of a request inside a tunnel; an absolute-form one keeps only its path and query. */
+function originForm(url: string | undefined): string {
+  if (!url) return '/';
+  if (url.startsWith('/')) return url;
+  try {
+    const u = new URL(url);
+    return `${u.pathname}${u.search}`;
+  } catch {
+    return '/';
+  }
+}
+
 function parseAuth(header: string | undefined): { session: string; token: string } | undefined {
   const m = /^Basic\s+([A-Za-z0-9+/=_-]+)\s*$/i.exec(header ?? '');
   if (!m) return undefined;
@@ -270,6 +282,11 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
       );
     }
   }
+  /** Headers removed from requests to an intercepted host: the usual ones and those its rules set. */
+  const credentialHeadersOf = (host: string): string[] => [
+    ...CREDENTIAL_HEADERS,
+    ...rules.filter((r) => hostMatches(r.host, host)).map((r) => r.header),
+  ];
   const allowed = (host: string): boolean =>
     config.allow.length === 0 ||
     config.allow.some((p) => hostMatches(p, host)) ||
@@ -299,7 +316,8 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
     const { target } = f;
     const active = f.secure ? activeRule(target.host) : undefined;
     const drop = new Set(['host', 'expect']);
-    if (active) for (const h of [...CREDENTIAL_HEADERS, active.rule.header]) drop.add(h);
+    // An intercepted host always loses the pod's credential headers, even if its secret vanished meanwhile.
+    if (f.secure) for (const h of credentialHeadersOf(target.host)) drop.add(h);
     const headers = ['Host', hostHeader(target, f.secure ? 443 : 80), ...filterHeaders(req.rawHeaders, drop)];
     if (active) headers.push(active.rule.header, active.rule.render(active.secret));
     let status = 0;
@@ -402,7 +420,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
     const { target } = f;
     const active = f.secure ? activeRule(target.host) : undefined;
     const drop = new Set(['host']);
-    if (active) for (const h of [...CREDENTIAL_HEADERS, active.rule.header]) drop.add(h);
+    if (f.secure) for (const h of credentialHeadersOf(target.host)) drop.add(h);
     const headers = [
       'Host',
       hostHeader(target, f.secure ? 443 : 80),
@@ -503,7 +521,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
     forward(req, res, {
       session: info.session,
       target: { host: info.host, port: info.port },
-      path: req.url ?? '/',
+      path: originForm(req.url),
       secure: true,
     });
   });
@@ -513,7 +531,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
     forwardUpgrade(req, socket, head, {
       session: info.session,
       target: { host: info.host, port: info.port },
-      path: req.url ?? '/',
+      path: originForm(req.url),
       secure: true,
     });
   });
