@@ -2,10 +2,15 @@ import type { Config } from '@clauderon/config';
 import { ClauderonError, Labels, type SessionSpec } from '@clauderon/protocol';
 import {
   AuthorizationV1Api,
+  type ConfigurationOptions,
   CoreV1Api,
   type CoreV1Event,
   type KubeConfig,
+  Observable,
+  type ObservableMiddleware,
   PatchStrategy,
+  type RequestContext,
+  type ResponseContext,
   StorageV1Api,
   setHeaderOptions,
   type V1ConfigMap,
@@ -79,22 +84,17 @@ export class KubeClient {
    * Request options carrying an abort signal (and our per-request deadline) into client-node's fetch.
    * client-node accepts per-call middleware; ours only sets the signal on the request context.
    */
-  requestOptions(signal?: AbortSignal, extra?: ReturnType<typeof setHeaderOptions>) {
+  requestOptions(signal?: AbortSignal, extra?: ConfigurationOptions): ConfigurationOptions {
     const deadline = AbortSignal.timeout(this.requestTimeoutMs);
     const s = signal ? AbortSignal.any([signal, deadline]) : deadline;
-    const mw = {
-      pre: async (ctx: { setSignal(s: AbortSignal): void }) => {
+    const mw: ObservableMiddleware = {
+      pre: (ctx: RequestContext) => {
         ctx.setSignal(s);
-        return ctx;
+        return new Observable(Promise.resolve(ctx));
       },
-      post: async <T>(r: T) => r,
+      post: (r: ResponseContext) => new Observable(Promise.resolve(r)),
     };
-    return {
-      ...extra,
-      middleware: [...(extra?.middleware ?? []), mw],
-      middlewareMergeStrategy: 'append',
-      // biome-ignore lint/suspicious/noExplicitAny: client-node types per-call middleware as Observable-based, but wraps Promise-based ones at runtime (PromiseAPI wrapOptions)
-    } as any;
+    return { ...extra, middleware: [...(extra?.middleware ?? []), mw], middlewareMergeStrategy: 'append' };
   }
 
   /** Runs a REST call, mapping its errors. */
