@@ -675,7 +675,10 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
     }
     // Only HTTPS on its standard port is intercepted; anything else to that host (ssh on 443 aside) passes.
     if (target.port === 443 && activeRule(target.host)) {
-      void intercept(socket, head, target, auth.session, auth.token);
+      intercept(socket, head, target, auth.session, auth.token).catch((e: Error) => {
+        log({ session: auth.session, host: target.host, err: e.message }, 'proxy: interception failed');
+        socket.destroy();
+      });
     } else {
       tunnel(socket, head, target, auth.session);
     }
