@@ -134,9 +134,13 @@ export function mapKubeError(err: unknown, ctx: ErrorContext): ClauderonError {
   ) {
     return namespaceMissing(ctx.namespace, err);
   }
-  const net = networkCodeOf(err);
+  let net = networkCodeOf(err);
+  // undici's "fetch failed" with a cause we do not know still means no response ever came.
+  if (net === undefined && code === undefined && err instanceof TypeError && err.message === 'fetch failed') {
+    net = ((err.cause as Error | undefined)?.message ?? 'fetch failed').split('\n')[0];
+  }
   if (net !== undefined) {
-    const tls = isTlsCode(net);
+    const tls = isTlsCode(net!);
     return new ClauderonError(
       'CLUSTER_UNREACHABLE',
       `${ctx.action}: cannot reach the Kubernetes API server (${net}${tls ? ', TLS' : ''})`,
