@@ -90,7 +90,6 @@ export async function createWorktree(opts: CreateWorktreeOptions): Promise<Creat
     }
   }
 
-  let added = false;
   try {
     await mkdir(dirname(path), { recursive: true });
     checkAborted(signal);
@@ -102,22 +101,22 @@ export async function createWorktree(opts: CreateWorktreeOptions): Promise<Creat
         cause: e,
       });
     }
-    added = true;
     if (carry) await carryUncommitted(repo, path, signal);
     checkAborted(signal);
     return { path, branch, baseCommit, uncommittedApplied: carry };
   } catch (e) {
-    await undoWorktree(repo, path, branch, added);
+    // The branch and the directory did not exist before (checked above), so everything there is ours.
+    await undoWorktree(repo, path, branch);
     if (signal?.aborted) throw new ClauderonError('CANCELLED', 'worktree creation was cancelled');
     throw e;
   }
 }
 
-async function undoWorktree(repo: string, path: string, branch: string, added: boolean): Promise<void> {
-  if (added) await tryRun(repo, ['worktree', 'remove', '--force', '--force', path]);
+async function undoWorktree(repo: string, path: string, branch: string): Promise<void> {
+  await tryRun(repo, ['worktree', 'remove', '--force', '--force', path]);
   await rm(path, { recursive: true, force: true }).catch(() => {});
   await tryRun(repo, ['worktree', 'prune']);
-  if (added) await tryRun(repo, ['branch', '-D', branch]);
+  await tryRun(repo, ['branch', '-D', branch]);
 }
 
 /** Reproduces the source repository's staged and unstaged changes and untracked files in the new worktree. */
