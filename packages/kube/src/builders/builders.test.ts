@@ -51,7 +51,7 @@ const podOpts = {
 };
 
 /** What the kubelet does to command strings: `$$` is a literal `$` (see escapeExpansion). */
-const unescape = (s: string) => s.replace(/\$\$/g, '$');
+const kubeletExpand = (s: string) => s.replace(/\$\$/g, '$');
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 
@@ -219,7 +219,7 @@ describe('buildPod', () => {
       pod.spec!.volumes!.find((v) => v.name === 'ca'),
       { name: 'ca', configMap: { name: 'clauderon-fix-login-ca', defaultMode: 0o444 } },
     );
-    assert.deepEqual(agent.command!.slice(-3).map(unescape), podOpts.agentCommand);
+    assert.deepEqual(agent.command!.slice(-3).map(kubeletExpand), podOpts.agentCommand);
     assert.equal(agent.image, 'clauderon-agent:0.1.0');
     assert.equal(agent.imagePullPolicy, 'IfNotPresent');
     const init = container(pod, 'workspace');
@@ -349,7 +349,7 @@ describe('buildPod', () => {
       agentCommand: ['sh', '-c', 'printf "%s|%s" "$1" "$(pwd)" > "$OUT"; exit 7', 'x', 'it\'s "quoted"\n\n'],
     });
     const cmd = container(pod, 'agent').command!;
-    const script = unescape(cmd[2]!)
+    const script = kubeletExpand(cmd[2]!)
       .replaceAll('/workspace', `${dir}/ws`)
       .replaceAll('/tmp/clauderon', `${dir}/tmp`);
     execFileSync('mkdir', ['-p', `${dir}/ws/app`, `${dir}/bin`]);
@@ -363,7 +363,7 @@ exit 0
     execFileSync('sh', ['-c', `cat > ${dir}/bin/tmux && chmod +x ${dir}/bin/tmux`], { input: fakeTmux });
     let code = 0;
     try {
-      execFileSync('sh', ['-c', script, ...cmd.slice(3).map(unescape)], {
+      execFileSync('sh', ['-c', script, ...cmd.slice(3).map(kubeletExpand)], {
         env: {
           PATH: `${dir}/bin:${process.env.PATH}`,
           HOME: `${dir}/ws/.home`,
@@ -409,12 +409,12 @@ describe('the agent container script with real tmux', { skip: !hasTmux && 'tmux 
       agentCommand: ['sh', '-c', 'printf "%s" "$1" > "$OUT"; sleep 1; exit 3', 'x', 'multi word prompt'],
     });
     const cmd = container(pod, 'agent').command!;
-    const script = unescape(cmd[2]!)
+    const script = kubeletExpand(cmd[2]!)
       .replaceAll('/workspace', `${dir}/ws`)
       .replaceAll('/tmp/clauderon', `${dir}/tmp`);
     execFileSync('mkdir', ['-p', `${dir}/ws/app`, `${dir}/tmux`]);
     const { spawn } = await import('node:child_process');
-    const child = spawn('sh', ['-c', script, ...cmd.slice(3).map(unescape)], {
+    const child = spawn('sh', ['-c', script, ...cmd.slice(3).map(kubeletExpand)], {
       env: {
         PATH: process.env.PATH,
         HOME: `${dir}/ws/.home`,
