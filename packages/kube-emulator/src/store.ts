@@ -507,7 +507,6 @@ export class ObjectStore implements Store {
     if (opts.dryRun) return obj;
     const stored = this.put(resource, obj, 'ADDED');
     if (resource === 'namespaces') this.ensureDefaultServiceAccount(m.name);
-    if (resource === 'persistentvolumeclaims') this.onPvcCreated(stored);
     return stored;
   }
 
@@ -858,7 +857,6 @@ export class ObjectStore implements Store {
       }
       this.finalizeIfDone(resource, cur);
     }
-    this.bindVolumes();
   }
 
   private pvcInUse(pvc: KObject): boolean {
@@ -897,131 +895,9 @@ export class ObjectStore implements Store {
     if ((ns.metadata.finalizers?.length ?? 0) === 0) this.drop('namespaces', undefined, name);
   }
 
-  // ---------------------------------------------------------------- volume binding
+  // ---------------------------------------------------------------- volumes
 
-  private classOf(pvc: KObject): KObject | undefined {
-    const name = (pvc.spec as Record<string, unknown> | undefined)?.storageClassName;
-    return typeof name === 'string' ? this.raw('storageclasses', undefined, name) : undefined;
-  }
-
-  private onPvcCreated(pvc: KObject): void {
-    const sc = this.classOf(pvc);
-    if (sc?.volumeBindingMode === 'WaitForFirstConsumer') {
-      this.recordEvent(
-        pvc,
-        'Normal',
-        'WaitForFirstConsumer',
-        'waiting for first consumer to be created before binding',
-        'persistentvolume-controller',
-      );
-    }
-  }
-
-  /** Binds pending claims: Immediate classes at once, WaitForFirstConsumer once a scheduled pod uses them. */
-  private bindVolumes(): void {
-    for (const pvc of this.list('persistentvolumeclaims')) {
-      const status = (pvc.status ?? {}) as Record<string, unknown>;
-      if (status.phase !== 'Pending' || pvc.metadata.deletionTimestamp) continue;
-      const sc = this.classOf(pvc);
-      if (!sc) continue;
-      let node: string | undefined;
-      if (sc.volumeBindingMode === 'WaitForFirstConsumer') {
-        for (const pod of this.list('pods', pvc.metadata.namespace)) {
-          const spec = (pod.spec ?? {}) as Record<string, unknown>;
-          const vols = (spec.volumes ?? []) as Array<Record<string, unknown>>;
-          if (
-            spec.nodeName &&
-            vols.some(
-              (v) =>
-                (v.persistentVolumeClaim as Record<string, unknown> | undefined)?.claimName ===
-                pvc.metadata.name,
-            )
-          ) {
-            node = String(spec.nodeName);
-            break;
-          }
-        }
-        if (!node) continue;
-      }
-      this.bind(pvc, sc, node);
-    }
-  }
-
-  private bind(pvc: KObject, sc: KObject, node: string | undefined): void {
-    const spec = (pvc.spec ?? {}) as Record<string, unknown>;
-    const pvName = `pvc-${pvc.metadata.uid}`;
-    const storage = (
-      (spec.resources as Record<string, unknown> | undefined)?.requests as Record<string, unknown> | undefined
-    )?.storage;
-    const provisioner = String(sc.provisioner ?? 'rancher.io/local-path');
-    if (!this.raw('persistentvolumes', undefined, pvName)) {
-      this.put(
-        'persistentvolumes',
-        {
-          apiVersion: 'v1',
-          kind: 'PersistentVolume',
-          metadata: {
-            name: pvName,
-            uid: randomUUID(),
-            creationTimestamp: now(),
-            annotations: { 'pv.kubernetes.io/provisioned-by': provisioner },
-            finalizers: ['kubernetes.io/pv-protection'],
-          },
-          spec: {
-            capacity: { storage },
-            accessModes: spec.accessModes,
-            persistentVolumeReclaimPolicy: sc.reclaimPolicy ?? 'Delete',
-            storageClassName: sc.metadata.name,
-            volumeMode: spec.volumeMode ?? 'Filesystem',
-            claimRef: {
-              kind: 'PersistentVolumeClaim',
-              namespace: pvc.metadata.namespace,
-              name: pvc.metadata.name,
-              uid: pvc.metadata.uid,
-              apiVersion: 'v1',
-            },
-            hostPath: { path: `volumes/${pvc.metadata.uid}`, type: 'DirectoryOrCreate' },
-          },
-          status: { phase: 'Bound' },
-        },
-        'ADDED',
-      );
-    }
-    this.update('persistentvolumeclaims', pvc.metadata.namespace, pvc.metadata.name, (o) => {
-      const ann = { ...(o.metadata.annotations ?? {}) };
-      if (node) ann['volume.kubernetes.io/selected-node'] = node;
-      ann['volume.kubernetes.io/storage-provisioner'] = provisioner;
-      ann['volume.beta.kubernetes.io/storage-provisioner'] = provisioner;
-      ann['pv.kubernetes.io/bind-completed'] = 'yes';
-      ann['pv.kubernetes.io/bound-by-controller'] = 'yes';
-      o.metadata.annotations = ann;
-      (o.spec as Record<string, unknown>).volumeName = pvName;
-      return o;
-    });
-    this.updateStatus('persistentvolumeclaims', pvc.metadata.namespace, pvc.metadata.name, () => ({
-      phase: 'Bound',
-      accessModes: spec.accessModes,
-      capacity: { storage },
-    }));
-    const bound = this.raw('persistentvolumeclaims', pvc.metadata.namespace, pvc.metadata.name);
-    if (bound) {
-      this.recordEvent(
-        bound,
-        'Normal',
-        'Provisioning',
-        `External provisioner is provisioning volume for claim "${pvc.metadata.namespace}/${pvc.metadata.name}"`,
-        `${provisioner}_emulator`,
-      );
-      this.recordEvent(
-        bound,
-        'Normal',
-        'ProvisioningSucceeded',
-        `Successfully provisioned volume ${pvName}`,
-        `${provisioner}_emulator`,
-      );
-    }
-  }
-
+  // Binding claims (and their events) is the kubelet's scheduler's job; the store only cleans up PVs.
   private releaseVolume(pvc: KObject): void {
     const pvName = (pvc.spec as Record<string, unknown> | undefined)?.volumeName;
     if (typeof pvName !== 'string') return;
