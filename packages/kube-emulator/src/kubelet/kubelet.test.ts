@@ -349,11 +349,11 @@ describe('logs and shutdown', () => {
   test('a pod removed from the store is killed at once; stop() ends everything', async () => {
     h.store.create(
       'pods',
-      pod('gone', { containers: [{ name: 'main', image: 'x', command: ['sleep', '300'] }] }),
+      pod('gone', { containers: [{ name: 'main', image: 'x', command: ['sleep', '3007'] }] }),
     );
     h.store.create(
       'pods',
-      pod('left', { containers: [{ name: 'main', image: 'x', command: ['sleep', '301'] }] }),
+      pod('left', { containers: [{ name: 'main', image: 'x', command: ['sleep', '3011'] }] }),
     );
     await h.store.waitFor('pods', 'default', 'gone', (o) => phaseOf(o) === 'Running');
     await h.store.waitFor('pods', 'default', 'left', (o) => phaseOf(o) === 'Running');
@@ -368,12 +368,12 @@ describe('logs and shutdown', () => {
         return 0;
       }
     };
-    assert.equal(count('300'), 1);
+    assert.equal(count('3007'), 1);
     h.store.remove('pods', 'default', 'gone');
-    for (let i = 0; i < 200 && count('300') > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(count('300'), 0);
-    assert.equal(count('301'), 1);
+    for (let i = 0; i < 200 && count('3007') > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(count('3007'), 0);
+    assert.equal(count('3011'), 1);
     await h.kubelet.stop();
-    assert.equal(count('301'), 0);
+    assert.equal(count('3011'), 0);
   });
 });

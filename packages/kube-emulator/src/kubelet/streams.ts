@@ -165,7 +165,7 @@ export class StreamServer {
         }
       } else if (ch === 4) {
         const size = parseResize(data.subarray(1));
-        if (size && tty) proc.resize(size.cols, size.rows);
+        if (size && tty && size.cols > 0 && size.rows > 0) proc.resize(size.cols, size.rows);
       } else if (ch === 255 && v5) {
         if (data[1] === 0 && params.stdin) closeStdin();
       }
