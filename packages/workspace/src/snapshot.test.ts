@@ -276,6 +276,33 @@ describe('snapshot to pod', () => {
     assert.equal(g(pod, 'status', '--porcelain').trim(), '');
   });
 
+  test('a sha256 repository is rebuilt with the same object format', async () => {
+    const repo = join(tempDir('ws-sha256-'), 'myrepo');
+    g(tempDir(), 'init', '-q', '--object-format=sha256', '-b', 'main', repo);
+    write(repo, 'a.txt', 'a\n');
+    g(repo, 'add', '-A');
+    g(repo, 'commit', '-q', '-m', 'a');
+    write(repo, 'a.txt', 'b\n');
+    const wt = await createWorktree({ repo, home: tempDir(), name: 'sha', includeUncommitted: true });
+    const pod = join(tempDir('ws-pvc-'), 'myrepo');
+    const { result } = await ship(wt.path, wt.branch, pod);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(g(pod, 'rev-parse', '--show-object-format').trim(), 'sha256');
+    assert.deepEqual(repoView(pod), repoView(wt.path));
+  });
+
+  test('as root, hands the repository to the agent uid', { skip: process.getuid?.() !== 0 }, async () => {
+    const repo = makeRepo();
+    const wt = await createWorktree({ repo, home: tempDir(), name: 'own', includeUncommitted: false });
+    const pod = join(tempDir('ws-pvc-'), 'myrepo');
+    const snap = await buildSnapshot({ worktree: wt.path, branch: wt.branch });
+    const result = await runScript(podReceiveScript({ dir: pod, branch: wt.branch, uid: 4321 }), snap.open());
+    await snap.cleanup();
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(statSync(join(pod, 'README.md')).uid, 4321);
+    assert.equal(statSync(syncMarkerPath(pod)).uid, 4321);
+  });
+
   test('reports the time and size of a ~20 MB / 1,000-file snapshot', async (t) => {
     const repo = join(tempDir('ws-big-'), 'big');
     g(tempDir(), 'init', '-q', '-b', 'main', repo);

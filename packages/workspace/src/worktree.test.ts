@@ -156,6 +156,12 @@ describe('createWorktree / removeWorktree', () => {
     await removeWorktree({ repo, home, name: 'c', deleteBranch: 'if-merged' });
     assert.ok(!branches(repo).includes('clauderon/c'));
 
+    // an orphan found on disk (repo unknown): the repository is found from the worktree's pointer
+    const o = await createWorktree({ repo, home, name: 'orphan', includeUncommitted: false });
+    await removeWorktree({ repo: '', home, name: 'orphan', deleteBranch: 'never' });
+    assert.equal(existsSync(o.path), false);
+    assert.equal(g(repo, 'worktree', 'list', '--porcelain').match(/^worktree /gm)?.length, 1);
+
     // the source repository moved away: the directory still goes
     const d = await createWorktree({ repo, home, name: 'd', includeUncommitted: false });
     renameSync(repo, `${repo}-moved`);

@@ -1,6 +1,6 @@
-import { copyFile, lstat, mkdir, mkdtemp, readlink, rm, stat, symlink } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ClauderonError } from '@clauderon/protocol';
 import { gitMessage, resolveCommit, run, tryRun } from './git.js';
 import { inspectRepo } from './repo.js';
@@ -174,18 +174,27 @@ export interface RemoveWorktreeOptions {
 export async function removeWorktree(opts: RemoveWorktreeOptions): Promise<void> {
   const path = worktreePath(opts.home, opts.name);
   const branch = sessionBranch(opts.name);
-  const repoOk = (await tryRun(resolve(opts.repo), ['rev-parse', '--git-dir']).catch(() => null)) !== null;
-  if (repoOk) {
-    const repo = resolve(opts.repo);
-    if (await exists(path)) await tryRun(repo, ['worktree', 'remove', '--force', '--force', path]);
-    await rm(path, { recursive: true, force: true });
-    await tryRun(repo, ['worktree', 'prune']);
-    if (opts.deleteBranch === 'always') await tryRun(repo, ['branch', '-D', branch]);
-    // `branch -d` refuses unless merged into HEAD (or its upstream): then the branch stays, by design.
-    else if (opts.deleteBranch === 'if-merged') await tryRun(repo, ['branch', '-d', branch]);
-  } else {
-    await rm(path, { recursive: true, force: true });
-  }
+  // An empty `repo` (an orphan found on disk) is not the current directory: find the repository from the
+  // worktree's own `.git` pointer instead.
+  let repo: string | null = opts.repo ? resolve(opts.repo) : await repoFromPointer(path);
+  if (repo && (await tryRun(repo, ['rev-parse', '--git-dir']).catch(() => null)) === null) repo = null;
+  if (repo && (await exists(path))) await tryRun(repo, ['worktree', 'remove', '--force', '--force', path]);
+  await rm(path, { recursive: true, force: true });
+  if (!repo) return;
+  await tryRun(repo, ['worktree', 'prune']);
+  if (opts.deleteBranch === 'always') await tryRun(repo, ['branch', '-D', branch]);
+  // `branch -d` refuses unless merged into HEAD (or its upstream): then the branch stays, by design.
+  else if (opts.deleteBranch === 'if-merged') await tryRun(repo, ['branch', '-d', branch]);
+}
+
+/** The repository a linked worktree belongs to, from its `.git` file (`gitdir: <repo>/.git/worktrees/<n>`). */
+async function repoFromPointer(path: string): Promise<string | null> {
+  const text = await readFile(join(path, '.git'), 'utf8').catch(() => null);
+  const m = text ? /^gitdir: (.+)$/m.exec(text) : null;
+  if (!m) return null;
+  const gitdir = resolve(path, m[1]!.trim());
+  const common = dirname(dirname(gitdir)); // <repo>/.git
+  return basename(common) === '.git' ? dirname(common) : common;
 }
 
 export interface UnpulledCommitsOptions {
