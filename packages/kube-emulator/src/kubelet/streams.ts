@@ -184,9 +184,11 @@ export class StreamServer {
       if (paused && t.owned) proc.resumeOutput();
       ws.resume();
       if (early && proc.running) {
-        // The client went away first: its stdin is over; a terminal hangs up.
-        if (params.stdin) closeStdin();
+        // The client went away first. A terminal hangs up (SIGHUP), as a runtime closing the pty would;
+        // it must not type an end-of-file (^D) into it, which a program such as a tmux client would pass
+        // on to whatever it is attached to. Without a terminal, its stdin is simply over.
         if (t.owned && tty) proc.kill('SIGHUP');
+        else if (params.stdin) closeStdin();
       }
     });
     const onExit = (code: number): void => {
