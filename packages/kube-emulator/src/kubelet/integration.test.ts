@@ -131,7 +131,7 @@ describe('kubelet through the API server with real clients', () => {
     const i = await kubectl(['exec', '-i', 'web', '--', 'sh', '-c', 'cat; echo done'], { input: 'piped\n' });
     assert.equal(i.stdout, 'piped\ndone\n');
     const it = await kubectl([], {
-      shell: `sleep 0.5 | script -qec "stty cols 91 rows 27; kubectl exec -it web -- sh -c 'stty size; tty >/dev/null && echo is-tty; exit 4'" /dev/null`,
+      shell: `sleep 1 | script -qec "stty cols 91 rows 27; kubectl exec -it web -- sh -c 'sleep 0.3; stty size; tty >/dev/null && echo is-tty; exit 4'" /dev/null`,
     });
     assert.match(it.stdout, /27 91\r\nis-tty\r\n/);
     assert.match(it.stdout, /command terminated with exit code 4/);

@@ -346,6 +346,35 @@ describe('logs and shutdown', () => {
     assert.equal(since, 'one\ntwo\nthree\n');
   });
 
+  test('processes that escape the process group go with the container', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const count = (arg: string): number => {
+      try {
+        return execFileSync('pgrep', ['-f', `^sleep ${arg}$`])
+          .toString()
+          .trim()
+          .split('\n').length;
+      } catch {
+        return 0;
+      }
+    };
+    h.store.create(
+      'pods',
+      pod('escape', {
+        restartPolicy: 'Never',
+        containers: [
+          { name: 'main', image: 'x', command: ['sh', '-c', 'setsid sleep 3014 & sleep 0.3; exit 0'] },
+        ],
+      }),
+    );
+    await h.store.waitFor('pods', 'default', 'escape', (o) => phaseOf(o) === 'Running');
+    for (let i = 0; i < 100 && count('3014') === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(count('3014'), 1);
+    await h.store.waitFor('pods', 'default', 'escape', (o) => phaseOf(o) === 'Succeeded');
+    for (let i = 0; i < 100 && count('3014') > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(count('3014'), 0);
+  });
+
   test('a pod removed from the store is killed at once; stop() ends everything', async () => {
     h.store.create(
       'pods',

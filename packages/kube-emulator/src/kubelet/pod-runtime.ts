@@ -13,6 +13,7 @@ import {
   type Launch,
   type Mount,
   mainSpawn,
+  mountNamespaceOf,
   mountNamespacesAvailable,
   Proc,
   waitForSetup,
@@ -452,6 +453,7 @@ export class PodRuntime {
     c.forcedExit = undefined;
     // The container counts as started once its volumes are mounted (exec must see them).
     await waitForSetup(proc, sp);
+    if (useNs && proc.running) proc.namespace = mountNamespaceOf(proc.pid);
     c.proc = proc;
     c.launch = launch;
     const containerID = `containerd://${randomBytes(32).toString('hex')}`;

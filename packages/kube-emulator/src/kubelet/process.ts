@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { IPty } from '@lydell/node-pty';
 import * as pty from '@lydell/node-pty';
 import { exitCodeOf, killGroup, shq } from './util.js';
@@ -52,6 +52,33 @@ export async function waitForSetup(proc: Proc, sp: Spawnable): Promise<void> {
     }
     if (cmdline.length > 0 && !cmdline.includes(marker)) return;
     await new Promise((r) => setTimeout(r, 3));
+  }
+}
+
+/** The mount namespace of a process (`mnt:[inode]`), or undefined. */
+export function mountNamespaceOf(pid: number | undefined): string | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    return readlinkSync(`/proc/${pid}/ns/mnt`);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Signals every process in a container's private mount namespace: the emulator's stand-in for a cgroup, so
+ * processes that left the process group (a daemonising tmux server, say) still go with the container.
+ */
+export function killNamespace(ns: string | undefined, signal: NodeJS.Signals): void {
+  if (!ns || ns === mountNamespaceOf(process.pid)) return;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    if (mountNamespaceOf(Number(entry)) !== ns) continue;
+    try {
+      process.kill(Number(entry), signal);
+    } catch {
+      // gone meanwhile
+    }
   }
 }
 
@@ -183,6 +210,8 @@ export class Proc extends EventEmitter {
   readonly tty: boolean;
   readonly exited: Promise<number>;
   exitCode: number | undefined;
+  /** The container's mount namespace, once set up: its processes are signalled with the leader. */
+  namespace: string | undefined;
   private child: ChildProcess | undefined;
   private term: IPty | undefined;
   private stdinEnded = false;
@@ -228,7 +257,7 @@ export class Proc extends EventEmitter {
         this.emit('output', 'stdout', typeof d === 'string' ? Buffer.from(d) : d);
       });
       term.onExit(({ exitCode, signal }) => {
-        if (opts.killGroupOnExit) killGroup(this.pid, 'SIGKILL');
+        if (opts.killGroupOnExit) this.killAll('SIGKILL');
         finish(exitCodeOf(exitCode, signal ?? null));
       });
       return;
@@ -256,7 +285,7 @@ export class Proc extends EventEmitter {
       finish(128);
     });
     child.on('exit', () => {
-      if (opts.killGroupOnExit) killGroup(this.pid, 'SIGKILL');
+      if (opts.killGroupOnExit) this.killAll('SIGKILL');
     });
     child.on('close', (code, signal) => finish(exitCodeOf(code, signal)));
   }
@@ -313,8 +342,13 @@ export class Proc extends EventEmitter {
     }
   }
 
-  /** Signals the process group. */
+  /** Signals the process group (and, for a container, everything in its mount namespace). */
   kill(signal: NodeJS.Signals): void {
-    if (this.running) killGroup(this.pid, signal);
+    if (this.running) this.killAll(signal);
+  }
+
+  private killAll(signal: NodeJS.Signals): void {
+    killGroup(this.pid, signal);
+    killNamespace(this.namespace, signal);
   }
 }
