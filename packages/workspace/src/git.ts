@@ -1,3 +1,4 @@
+import { ClauderonError } from '@clauderon/protocol';
 import { type SimpleGit, simpleGit } from 'simple-git';
 
 // Variables that would redirect or reconfigure git behind our back (a daemon started from inside a git hook
@@ -50,7 +51,22 @@ export function git(dir: string, opts: GitOptions = {}): SimpleGit {
 
 /** Runs `git args` in `dir` and returns stdout; rejects on a non-zero exit. */
 export async function run(dir: string, args: string[], opts: GitOptions = {}): Promise<string> {
-  return git(dir, opts).raw(args);
+  if (opts.signal?.aborted) throw cancelled();
+  try {
+    return await git(dir, opts).raw(args);
+  } catch (e) {
+    if (opts.signal?.aborted) throw cancelled(e);
+    throw e;
+  }
+}
+
+function cancelled(cause?: unknown): ClauderonError {
+  return new ClauderonError('CANCELLED', 'the operation was cancelled', cause === undefined ? {} : { cause });
+}
+
+/** Rethrows `e` when it is a cancellation, so wrappers do not turn it into another error. */
+export function rethrowCancel(e: unknown): void {
+  if (e instanceof ClauderonError && e.code === 'CLAUDERON_E_CANCELLED') throw e;
 }
 
 /** Like `run` but resolves to null instead of rejecting (for probes such as `rev-parse --verify`). */
@@ -58,7 +74,7 @@ export async function tryRun(dir: string, args: string[], opts: GitOptions = {})
   try {
     return await run(dir, args, opts);
   } catch (e) {
-    if (opts.signal?.aborted) throw e;
+    rethrowCancel(e);
     return null;
   }
 }

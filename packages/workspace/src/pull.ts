@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ClauderonError } from '@clauderon/protocol';
 import * as tarStream from 'tar-stream';
-import { gitMessage, isAncestor, resolveCommit, run, tryRun } from './git.js';
+import { gitMessage, isAncestor, resolveCommit, rethrowCancel, run, tryRun } from './git.js';
 import { HEADER_BYTES, type Header, PULL_MAGIC, PULL_SECTIONS, parseHeader } from './payload.js';
 import { sessionBranch } from './worktree.js';
 
@@ -131,6 +131,7 @@ export async function applyPulledBundle(opts: ApplyPulledBundleOptions): Promise
       try {
         await run(repo, ['bundle', 'verify', '--quiet', files.bundle!], { signal });
       } catch (e) {
+        rethrowCancel(e);
         throw pullError(`the pod's bundle does not apply here: ${gitMessage(e)}`, {
           hint: 'the local repository may lack the base commit; pull again without an incremental base',
           cause: e,
@@ -147,6 +148,7 @@ export async function applyPulledBundle(opts: ApplyPulledBundleOptions): Promise
           { signal, config: ['fetch.fsckObjects=true', 'transfer.fsckObjects=true'] },
         );
       } catch (e) {
+        rethrowCancel(e);
         throw pullError(`fetching from the pod's bundle failed: ${gitMessage(e)}`, { cause: e });
       }
     }
@@ -180,6 +182,7 @@ export async function applyPulledBundle(opts: ApplyPulledBundleOptions): Promise
           else if (wt) await run(wt, ['reset', '--keep', '--quiet', head], { signal });
           else await run(repo, ['update-ref', '-m', 'clauderon pull', ref, head, ...(local ? [local] : [])]);
         } catch (e) {
+          rethrowCancel(e);
           throw pullError(`could not update ${branch}: ${gitMessage(e)}`, {
             hint: 'commit or stash local changes in the session worktree, then pull again',
             cause: e,
@@ -199,6 +202,7 @@ export async function applyPulledBundle(opts: ApplyPulledBundleOptions): Promise
       try {
         await run(wt, ['apply', '--whitespace=nowarn', files.patch!], { signal });
       } catch (e) {
+        rethrowCancel(e);
         throw pullError(`the pod's uncommitted changes do not apply: ${gitMessage(e)}`, { cause: e });
       }
     }

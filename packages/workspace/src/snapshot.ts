@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ClauderonError } from '@clauderon/protocol';
 import * as tarStream from 'tar-stream';
-import { gitMessage, isAncestor, resolveCommit, run, tryRun } from './git.js';
+import { gitMessage, isAncestor, resolveCommit, rethrowCancel, run, tryRun } from './git.js';
 import { encodeHeader, HEADER_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_SECTIONS } from './payload.js';
 
 /** One path whose working-tree state differs from HEAD. */
@@ -106,6 +106,7 @@ export async function buildSnapshot(opts: BuildSnapshotOptions): Promise<Snapsho
       try {
         await run(wt, ['bundle', 'create', '--quiet', files.bundle, ...range], o);
       } catch (e) {
+        rethrowCancel(e);
         throw syncError(`git bundle failed: ${gitMessage(e)}`, e);
       }
     }
