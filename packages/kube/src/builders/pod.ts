@@ -39,17 +39,21 @@ export const CA_FILE_PATH = `${CA_DIR}/${CA_BUNDLE_KEY}`;
 /** The tmux session that holds the agent's terminal. */
 export const TMUX_SESSION = 'clauderon';
 /**
- * What the daemon execs (with a tty) in the agent container to attach. Attaching always repaints the whole
- * window; the chained `refresh-client` forces a second full redraw once the client has its final size.
+ * What the daemon execs (with a tty) in the agent container to attach. It first waits (up to ~10 s) for
+ * the tmux session, because the container counts as running a moment before tmux has created it.
+ * Attaching always repaints the whole window; the chained `refresh-client` forces a second full redraw
+ * once the client has its final size. Exec commands get no `$(VAR)` expansion, so no escaping here.
  */
 export const ATTACH_COMMAND: readonly string[] = [
-  'tmux',
-  '-u',
-  'attach-session',
-  '-t',
-  TMUX_SESSION,
-  ';',
-  'refresh-client',
+  '/bin/sh',
+  '-c',
+  `n=0
+while ! tmux has-session -t '${TMUX_SESSION}' 2>/dev/null; do
+  n=$((n + 1))
+  if [ "$n" -gt 100 ]; then echo 'clauderon: the agent terminal is not running' >&2; exit 1; fi
+  sleep 0.1
+done
+exec tmux -u attach-session -t '${TMUX_SESSION}' \\; refresh-client`,
 ];
 
 /** Env names that point at the CA bundle, one per runtime the agent may use. */
@@ -276,6 +280,12 @@ export function buildPod(spec: SessionSpec, config: Config, opts: BuildPodOption
     workingDir: WORKSPACE_DIR,
     env,
     volumeMounts: mounts,
+    // Ready means "attachable": the tmux session exists.
+    readinessProbe: {
+      exec: { command: ['tmux', 'has-session', '-t', TMUX_SESSION] },
+      periodSeconds: 10,
+      failureThreshold: 1,
+    },
     securityContext: containerSecurityContext(),
     ...(resources ? { resources } : {}),
   };

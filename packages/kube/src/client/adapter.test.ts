@@ -12,9 +12,17 @@ import { type Config, type DeepPartial, defaultConfig } from '@clauderon/config'
 import { type Emulator, start } from '@clauderon/kube-emulator';
 import { type ClauderonError, managedSelector, type SessionSpec, sessionSelector } from '@clauderon/protocol';
 import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { ownerRefTo, planCreate } from '../builders/index.js';
+import {
+  AGENT_CONTAINER,
+  ATTACH_COMMAND,
+  INIT_CONTAINER,
+  ownerRefTo,
+  planCreate,
+  SYNC_MARKER_PATH,
+} from '../builders/index.js';
 import { KubeClient } from './kube-client.js';
 import { loadKubeConfig } from './kubeconfig.js';
+import { isContainerRunning } from './watch.js';
 
 const NS = 'kt';
 let emu: Emulator;
@@ -355,7 +363,12 @@ describe('openTerminal', () => {
     term.onData((b) => {
       out += b.toString();
     });
-    await until(() => out.includes('30 100'));
+    // The first `stty size` may run before the initial size reached the pty (as on a real kubelet), so
+    // each check asks again.
+    await until(() => {
+      term.write('\n');
+      return out.includes('30 100');
+    });
     term.resize(120, 40);
     await until(() => {
       term.write('\n');
@@ -365,6 +378,68 @@ describe('openTerminal', () => {
     const closed = await term.closed;
     assert.equal(closed.exitCode, 5);
     assert.equal(closed.error, undefined);
+  });
+});
+
+describe('the session pod in the emulator', () => {
+  test('waits for the sync, then runs the agent under tmux, attachable with ATTACH_COMMAND', async () => {
+    const s = spec('e2e');
+    const plan = planCreate(s, cfg(), {
+      agentCommand: ['sh', '-c', 'echo "AGENT-UP $1 in $(pwd)"; sleep 3600', 'x', 'the prompt $(HOME)'],
+      plainEnv: { ANTHROPIC_API_KEY: 'placeholder' },
+      proxy: {
+        caBundlePem: '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n',
+        env: { HTTPS_PROXY: 'http://t@p:1' },
+      },
+    });
+    let pod: V1Pod | undefined;
+    for (const p of plan) {
+      const made = await client.createPlanned(p);
+      if (p.kind === 'Pod') pod = made as V1Pod;
+    }
+    await client.setOwner('Secret', NS, 'clauderon-e2e-proxy', ownerRefTo(pod!));
+    const opts = { signal: signal(), timeoutMs: 30_000 };
+    await client.waitForPod(NS, 'clauderon-e2e', isContainerRunning(INIT_CONTAINER), opts);
+    // The daemon's sync runs in the init container; here it only builds the repo dir and writes the marker.
+    const sync = await client.exec({
+      namespace: NS,
+      pod: 'clauderon-e2e',
+      container: INIT_CONTAINER,
+      command: [
+        'sh',
+        '-c',
+        `mkdir -p /workspace/app /workspace/.clauderon && touch ${SYNC_MARKER_PATH} && id -u`,
+      ],
+      signal: signal(),
+    });
+    assert.equal(sync.exitCode, 0, sync.stderr.toString());
+    await client.waitForPod(NS, 'clauderon-e2e', isContainerRunning(AGENT_CONTAINER), opts);
+    const term = await client.openTerminal({
+      namespace: NS,
+      pod: 'clauderon-e2e',
+      container: AGENT_CONTAINER,
+      command: [...ATTACH_COMMAND],
+      cols: 80,
+      rows: 24,
+      signal: signal(),
+    });
+    let out = '';
+    term.onData((b) => {
+      out += b.toString();
+    });
+    await until(() => out.includes('AGENT-UP the prompt $(HOME) in /workspace/app')).catch((e) => {
+      throw new Error(`${e}\noutput: ${JSON.stringify(out)}`);
+    });
+    term.write('\x02d'); // tmux prefix + d: detach, the agent keeps running
+    const closed = await term.closed;
+    assert.equal(closed.exitCode, 0);
+    const still = await client.getPod(NS, 'clauderon-e2e');
+    assert.equal(still?.status?.phase, 'Running');
+    await client.deletePod(NS, 'clauderon-e2e');
+    await client.waitForGone('Pod', NS, 'clauderon-e2e', {
+      ...opts,
+      timeoutKey: 'kubernetes.timeouts.delete',
+    });
   });
 });
 
@@ -421,7 +496,7 @@ function* chunks(b: Buffer, size: number): Generator<Buffer> {
 async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
   const end = Date.now() + 20_000;
   while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 20));
+    if (Date.now() > end) throw new Error(`condition not reached: ${cond.toString()}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }

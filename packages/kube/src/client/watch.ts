@@ -316,3 +316,15 @@ async function problemError(client: KubeClient, pod: V1Pod, p: PodProblem): Prom
     },
   });
 }
+
+/** Status of one (init or app) container of a pod. */
+export function containerStatus(pod: V1Pod, container: string): V1ContainerStatus | undefined {
+  return [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])].find(
+    (s) => s.name === container,
+  );
+}
+
+/** Predicate for waitForPod: the named (init or app) container is running. */
+export function isContainerRunning(container: string): (pod: V1Pod) => boolean {
+  return (pod) => containerStatus(pod, container)?.state?.running !== undefined;
+}
