@@ -154,6 +154,9 @@ class EmulatedKubelet implements Kubelet {
       delay: this.delay,
       log: this.opts.log ?? (() => {}),
       allocateIP: this.allocateIP,
+      bindClaims: (p) => {
+        this.scheduler.bindClaimsFor(p);
+      },
     });
     this.runtimes.set(uid, runtime);
     void runtime.run();

@@ -31,6 +31,8 @@ export interface RuntimeDeps {
   delay: (ms: number) => number;
   log: (msg: string) => void;
   allocateIP: () => string;
+  /** Binds the pod's unbound claims (a pod created with spec.nodeName skips the scheduler). */
+  bindClaims: (pod: KObject) => void;
 }
 
 interface ContainerState {
@@ -250,6 +252,7 @@ export class PodRuntime {
       if (this.aborted) return;
       const current = this.deps.store.get('pods', this.namespace, this.name);
       if (current) this.pod = current;
+      this.deps.bindClaims(this.pod);
       const r = prepareVolumes(this.deps.store, this.deps.stateDir, this.pod);
       if ('volumes' in r) {
         this.volumes = r.volumes;
@@ -451,10 +454,10 @@ export class PodRuntime {
     });
     proc.on('output', (stream: 'stdout' | 'stderr', b: Buffer) => log.write(stream, b));
     c.forcedExit = undefined;
+    c.proc = proc;
     // The container counts as started once its volumes are mounted (exec must see them).
     await waitForSetup(proc, sp);
     if (useNs && proc.running) proc.namespace = mountNamespaceOf(proc.pid);
-    c.proc = proc;
     c.launch = launch;
     const containerID = `containerd://${randomBytes(32).toString('hex')}`;
     const startedAt = now();
@@ -504,6 +507,7 @@ export class PodRuntime {
 
   private async terminateInner(graceSeconds: number, announce: boolean): Promise<void> {
     const running = [...this.containers.values()].filter((c) => c.proc?.running);
+    // Processes started from here on are killed by runOnce as soon as it sees the abort.
     if (announce) for (const c of running) this.event('Normal', 'Killing', `Stopping container ${c.name}`);
     this.abort.abort();
     this.wake();

@@ -91,9 +91,6 @@ export const signalNumbers: Record<string, number> = {
 
 /** Exit code as a container runtime reports it: 128+N for a signal. */
 export function exitCodeOf(code: number | null, signal: NodeJS.Signals | number | null | undefined): number {
-  if (code !== null && code !== undefined && !(typeof signal === 'number' && signal > 0 && code === 0)) {
-    if (signal === null || signal === undefined || signal === 0) return code;
-  }
   if (typeof signal === 'number' && signal > 0) return 128 + signal;
   if (typeof signal === 'string') return 128 + (signalNumbers[signal] ?? 0);
   return code ?? 0;
