@@ -240,3 +240,41 @@ describe('kube-emulator admin API, bookmarks, stream validation and the bin', ()
     }
   });
 });
+
+describe('kube-emulator protobuf bodies from kubectl typed clients', () => {
+  let emu: Emulator;
+  let cleanup: () => Promise<void>;
+  let cache: string;
+  before(async () => {
+    ({ emu, cleanup } = await startTestEmulator({
+      deny: [{ verb: 'delete', resource: 'pods', namespace: 'locked' }],
+    }));
+    cache = mkdtempSync(join(tmpdir(), 'kube-emu-pb-'));
+  });
+  after(async () => {
+    await cleanup();
+    rmSync(cache, { recursive: true, force: true });
+  });
+
+  test('kubectl create configmap|secret|namespace|serviceaccount and auth can-i work', async () => {
+    const k = (...args: string[]) => kubectl(emu, cache, args);
+    const cm = await k('create', 'configmap', 'imp', '--from-literal=a=b', '--from-literal=c=d');
+    assert.equal(cm.code, 0, cm.stderr);
+    assert.deepEqual(emu.store.get('configmaps', 'default', 'imp')?.data, { a: 'b', c: 'd' });
+    const secret = await k('create', 'secret', 'generic', 's1', '--from-literal=pw=hunter2');
+    assert.equal(secret.code, 0, secret.stderr);
+    const data = emu.store.get('secrets', 'default', 's1')?.data as Record<string, string>;
+    assert.equal(Buffer.from(data.pw ?? '', 'base64').toString(), 'hunter2');
+    assert.equal(emu.store.get('secrets', 'default', 's1')?.type, 'Opaque');
+    const ns = await k('create', 'namespace', 'locked');
+    assert.equal(ns.code, 0, ns.stderr);
+    assert.equal(emu.store.get('namespaces', undefined, 'locked')?.metadata.generateName, undefined);
+    const sa = await k('create', 'serviceaccount', 'robot');
+    assert.equal(sa.code, 0, sa.stderr);
+    const yes = await k('auth', 'can-i', 'create', 'pods');
+    assert.equal(yes.stdout.trim(), 'yes');
+    const no = await k('auth', 'can-i', 'delete', 'pods', '-n', 'locked');
+    assert.match(no.stdout, /^no\b/);
+    assert.notEqual(no.code, 0);
+  });
+});

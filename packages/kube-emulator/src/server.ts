@@ -10,6 +10,7 @@ import {
   type RequestRecord,
   type Verb,
 } from './faults.js';
+import { decodeProtobuf } from './protobuf.js';
 import {
   API_GROUPS,
   apiGroupList,
@@ -111,13 +112,15 @@ function mediaType(req: IncomingMessage): string {
     .toLowerCase();
 }
 
-async function readJson(req: IncomingMessage, allowEmpty = false): Promise<unknown> {
+async function readJson(req: IncomingMessage, allowEmpty = false, protobufKind?: string): Promise<unknown> {
   const type = mediaType(req);
   const buf = await readBody(req);
   if (buf.length === 0) {
     if (allowEmpty) return undefined;
     throw badRequest('the body of the request was empty');
   }
+  if (type === 'application/vnd.kubernetes.protobuf' && protobufKind)
+    return decodeProtobuf(buf, protobufKind);
   if (type.includes('protobuf') || type.includes('cbor') || type.includes('yaml')) {
     throw new StatusError(
       415,
@@ -383,7 +386,7 @@ export class ApiServer {
       }
       case 'POST': {
         if (name) throw methodNotAllowed();
-        const body = await readJson(req);
+        const body = await readJson(req, false, ri.kind);
         const created = store.create(ri.resource, namespace, body, { dryRun });
         return sendJson(res, 201, withKind(ri, created));
       }
@@ -567,7 +570,9 @@ export class ApiServer {
       } else write(type, withKind(ri, o));
     };
     const bookmark = (initialEnd = false): void => {
-      const metadata: Record<string, unknown> = { resourceVersion: String(lastRv) };
+      const metadata: Record<string, unknown> = {
+        resourceVersion: String(Math.max(lastRv, store.resourceVersion)),
+      };
       if (initialEnd) metadata.annotations = { 'k8s.io/initial-events-end': 'true' };
       write('BOOKMARK', { kind: ri.kind, apiVersion: apiVersionOf(ri), metadata });
     };
@@ -634,7 +639,7 @@ export class ApiServer {
   // ------------------------------------------------------------------ SelfSubjectAccessReview
 
   private async ssar(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = (await readJson(req)) as KObject;
+    const body = (await readJson(req, false, 'SelfSubjectAccessReview')) as KObject;
     const spec = (body.spec ?? {}) as Record<string, Record<string, string> | undefined>;
     const ra = spec.resourceAttributes;
     let status: Record<string, unknown> = { allowed: true };
