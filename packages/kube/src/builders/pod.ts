@@ -176,6 +176,9 @@ export function podSecurityContext(): V1PodSecurityContext {
     runAsUser: POD_UID,
     runAsGroup: POD_UID,
     fsGroup: POD_UID,
+    // The default ("Always") re-chowns every file of the workspace on every mount: minutes for a big
+    // repository. Only the root's ownership is checked with OnRootMismatch.
+    fsGroupChangePolicy: 'OnRootMismatch',
     seccompProfile: { type: 'RuntimeDefault' },
   };
 }

@@ -339,6 +339,19 @@ describe('exec', () => {
     );
   });
 
+  test('an abort closes the stream and is CANCELLED', async () => {
+    const ac = new AbortController();
+    const p = client.exec({
+      namespace: NS,
+      pod: 'ex',
+      container: 'main',
+      command: ['sleep', '30'],
+      signal: ac.signal,
+    });
+    setTimeout(() => ac.abort(), 100);
+    await assert.rejects(p, { code: 'CLAUDERON_E_CANCELLED' });
+  });
+
   test('exec into a missing container is an error', async () => {
     await assert.rejects(
       client.exec({ namespace: NS, pod: 'ex', container: 'nope', command: ['true'], signal: signal() }),
@@ -378,6 +391,28 @@ describe('openTerminal', () => {
     const closed = await term.closed;
     assert.equal(closed.exitCode, 5);
     assert.equal(closed.error, undefined);
+  });
+});
+
+describe('terminal keepalive', () => {
+  test('a stream that stops answering pings is closed with an error', async () => {
+    await startPod('tty-dead');
+    const term = await client.openTerminal({
+      namespace: NS,
+      pod: 'tty-dead',
+      container: 'main',
+      command: ['sh', '-c', 'sleep 3600'],
+      cols: 80,
+      rows: 24,
+      signal: signal(),
+      pingIntervalMs: 50,
+      pongTimeoutMs: 300,
+    });
+    // Stop reading the socket: pongs no longer arrive, exactly as with a silently dropped connection.
+    term.ws.pause();
+    const closed = await term.closed;
+    assert.equal(closed.exitCode, null);
+    assert.equal((closed.error as ClauderonError).code, 'CLAUDERON_E_CLUSTER_UNREACHABLE');
   });
 });
 
