@@ -152,6 +152,8 @@ export class Faults {
   /** @internal Records a request and returns the latency and fault that apply to it. */
   intercept(r: RequestRecord): { latencyMs: number; action?: FaultAction } {
     this.log.push(r);
+    // Bounded so a long-running emulator does not grow without limit.
+    if (this.log.length > 100_000) this.log.splice(0, this.log.length - 50_000);
     let latencyMs = 0;
     for (const l of this.latencies) if (matches(l.match, r)) latencyMs += l.ms;
     const a = this.armed.find((x) => x.remaining > 0 && matches(x.match, r));

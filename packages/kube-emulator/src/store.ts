@@ -857,6 +857,7 @@ export class ObjectStore implements Store {
       }
       this.finalizeIfDone(resource, cur);
     }
+    this.ensureVolumes();
   }
 
   private pvcInUse(pvc: KObject): boolean {
@@ -897,7 +898,66 @@ export class ObjectStore implements Store {
 
   // ---------------------------------------------------------------- volumes
 
-  // Binding claims (and their events) is the kubelet's scheduler's job; the store only cleans up PVs.
+  // Binding claims (and their events) is the kubelet's scheduler's job; the store adds the PersistentVolume a
+  // dynamic provisioner would create for a bound claim, and removes it with the claim (reclaim policy Delete).
+  private ensureVolumes(): void {
+    for (const pvc of this.objects.values()) {
+      if (pvc.kind !== 'PersistentVolumeClaim') continue;
+      const spec = (pvc.spec ?? {}) as Record<string, unknown>;
+      const status = (pvc.status ?? {}) as Record<string, unknown>;
+      const pvName = spec.volumeName;
+      if (
+        status.phase !== 'Bound' ||
+        typeof pvName !== 'string' ||
+        this.raw('persistentvolumes', undefined, pvName)
+      )
+        continue;
+      const sc =
+        typeof spec.storageClassName === 'string'
+          ? this.raw('storageclasses', undefined, spec.storageClassName)
+          : undefined;
+      const storage =
+        (status.capacity as Record<string, unknown> | undefined)?.storage ??
+        (
+          (spec.resources as Record<string, unknown> | undefined)?.requests as
+            | Record<string, unknown>
+            | undefined
+        )?.storage;
+      this.put(
+        'persistentvolumes',
+        {
+          apiVersion: 'v1',
+          kind: 'PersistentVolume',
+          metadata: {
+            name: pvName,
+            uid: randomUUID(),
+            creationTimestamp: now(),
+            annotations: {
+              'pv.kubernetes.io/provisioned-by': String(sc?.provisioner ?? 'rancher.io/local-path'),
+            },
+          },
+          spec: {
+            capacity: { storage },
+            accessModes: status.accessModes ?? spec.accessModes,
+            persistentVolumeReclaimPolicy: sc?.reclaimPolicy ?? 'Delete',
+            storageClassName: spec.storageClassName,
+            volumeMode: spec.volumeMode ?? 'Filesystem',
+            claimRef: {
+              kind: 'PersistentVolumeClaim',
+              namespace: pvc.metadata.namespace,
+              name: pvc.metadata.name,
+              uid: pvc.metadata.uid,
+              apiVersion: 'v1',
+            },
+            hostPath: { path: `volumes/${pvc.metadata.uid}`, type: 'DirectoryOrCreate' },
+          },
+          status: { phase: 'Bound' },
+        },
+        'ADDED',
+      );
+    }
+  }
+
   private releaseVolume(pvc: KObject): void {
     const pvName = (pvc.spec as Record<string, unknown> | undefined)?.volumeName;
     if (typeof pvName !== 'string') return;
