@@ -1,8 +1,9 @@
 // The client-node adapter against the project's Kubernetes API emulator (a real HTTPS API server on
 // loopback whose kubelet runs containers as local processes). No part of client-node is mocked.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -416,7 +417,16 @@ describe('terminal keepalive', () => {
   });
 });
 
-describe('the session pod in the emulator', () => {
+// The session pod mounts its claim at /workspace: the emulator's kubelet can do that only as root (mount
+// namespaces); the agent needs tmux on this machine.
+const podRunnable =
+  process.getuid?.() === 0 &&
+  ['/usr/bin/unshare', '/usr/bin/nsenter', '/usr/bin/setpriv'].every((f) => existsSync(f)) &&
+  hasCommand('tmux');
+
+describe('the session pod in the emulator', {
+  skip: !podRunnable && 'needs root (mount namespaces) and tmux',
+}, () => {
   test('waits for the sync, then runs the agent under tmux, attachable with ATTACH_COMMAND', async () => {
     const s = spec('e2e');
     const plan = planCreate(s, cfg(), {
@@ -513,6 +523,15 @@ describe('preflight', () => {
     });
   });
 });
+
+function hasCommand(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** A loopback port nothing listens on. */
 async function closedPort(): Promise<number> {
