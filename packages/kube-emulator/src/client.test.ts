@@ -516,6 +516,20 @@ describe('kube-emulator with the real client-node', () => {
     assert.ok(fine.items.length > 0);
   });
 
+  test('a pod is scheduled, reaches Running and deleting it waits for the kubelet', async () => {
+    await core.createNamespacedPod({ namespace: 'default', body: pod('runner') });
+    const running = await waitFor(async () => {
+      const p = await core.readNamespacedPod({ name: 'runner', namespace: 'default' });
+      return p.status?.phase === 'Running' ? p : undefined;
+    }, 'the pod to run');
+    assert.ok(running.spec?.nodeName);
+    assert.equal(running.status?.containerStatuses?.[0]?.ready, true);
+    const deleting = await core.deleteNamespacedPod({ name: 'runner', namespace: 'default' });
+    assert.ok(deleting.metadata?.deletionTimestamp);
+    assert.equal(deleting.metadata?.deletionGracePeriodSeconds, 1);
+    await waitFor(() => !emu.store.get('pods', 'default', 'runner'), 'the kubelet to remove the pod');
+  });
+
   test('objects, token and CA survive a restart with the same state directory', async () => {
     const { emu: first, dir } = await startTestEmulator();
     const c1 = clientFor(first);
