@@ -124,7 +124,8 @@ git_env
 
 # Prints HEAD-vs-working-tree differences (paths, modes, blob ids; gitlinks left out), sorted.
 listing() {
-  if [ -f .git/index ]; then cp .git/index "$tmp/idx" || return 1; else rm -f "$tmp/idx"; fi
+  # cp -p keeps the index's mtime, which git's racy-entry check depends on.
+  if [ -f .git/index ]; then cp -p .git/index "$tmp/idx" || return 1; else rm -f "$tmp/idx"; fi
   GIT_INDEX_FILE=$tmp/idx git add --all -- . >/dev/null 2>"$tmp/add.err" || { cat "$tmp/add.err" >&2; return 1; }
   t=$(GIT_INDEX_FILE=$tmp/idx git write-tree) || return 1
   git diff-tree -r --no-renames --no-abbrev HEAD "$t" > "$tmp/raw" || return 1
@@ -133,7 +134,7 @@ listing() {
   done < "$tmp/raw" | LC_ALL=C sort
 }
 state() {
-  printf 'head %s\\nbranch %s\\n' "$(git rev-parse -q --verify HEAD)" "$(git symbolic-ref -q HEAD)"
+  printf 'head %s\\nbranch %s\\nindex %s\\n' "$(git rev-parse -q --verify HEAD)" "$(git symbolic-ref -q HEAD)" "$(git write-tree 2>/dev/null)"
   listing
 }
 
@@ -209,7 +210,7 @@ if [ -s "$tmp/mismatch" ]; then
   [ "$n" -le 20 ] || say "  ... and $((n - 20)) more"
   exit 1
 fi
-{ printf 'head %s\\nbranch %s\\n' "$m_head" "refs/heads/$BRANCH"; cat "$tmp/actual"; } > .git/clauderon-state
+state > .git/clauderon-state || die "cannot record the synced state"
 printf '%s\\n' "$m_head" > "$DIR/${SYNC_MARKER}" || die "cannot write the sync marker"
 if [ -n "$OWNER" ] && [ "$(id -u)" = 0 ]; then chown -R "$OWNER" "$DIR" || die "chown $OWNER failed"; fi
 printf '{"ok":true,"mode":"%s","head":"%s","branch":%s,"changes":%s}\\n' "$mode" "$m_head" "$BRANCH_JSON" "$m_count"

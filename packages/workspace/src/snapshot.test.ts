@@ -12,7 +12,14 @@ import {
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
-import { buildSnapshot, createWorktree, podReceiveScript, type Snapshot, syncMarkerPath } from './index.js';
+import {
+  buildSnapshot,
+  createWorktree,
+  inspectRepo,
+  podReceiveScript,
+  type Snapshot,
+  syncMarkerPath,
+} from './index.js';
 import {
   cleanupTemp,
   g,
@@ -30,7 +37,7 @@ async function ship(
   worktree: string,
   branch: string,
   podDir: string,
-  opts: { haveCommit?: string; mangle?: (buf: Buffer) => Buffer; force?: boolean } = {},
+  opts: { haveCommit?: string; mangle?: (buf: Buffer) => Buffer; force?: boolean; reopen?: boolean } = {},
 ): Promise<{ result: Result; snap: Snapshot }> {
   const snap = await buildSnapshot({
     worktree,
@@ -47,11 +54,24 @@ async function ship(
       assert.equal(whole.length, snap.totalBytes);
       input = opts.mangle(whole);
     }
+    if (opts.reopen) {
+      // open() again gives the same bytes (the daemon retries a failed transfer)
+      const a = await collect(snap.open());
+      const b = await collect(snap.open());
+      assert.equal(a.length, snap.totalBytes);
+      assert.ok(a.equals(b));
+    }
     const result = await runScript(script, input);
     return { result, snap };
   } finally {
     await snap.cleanup();
   }
+}
+
+async function collect(r: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
 }
 
 /** A source repository with every kind of local state a user may have. */
@@ -101,7 +121,7 @@ describe('snapshot to pod', () => {
     assert.equal(existsSync(join(wt.path, 'secret.env')), false);
 
     const pod = join(tempDir('ws-pvc-'), 'myrepo');
-    const { result, snap } = await ship(wt.path, wt.branch, pod);
+    const { result, snap } = await ship(wt.path, wt.branch, pod, { reopen: true });
     assert.equal(result.code, 0, result.stderr);
     const json = JSON.parse(result.stdout.trim());
     assert.equal(json.ok, true);
@@ -192,6 +212,18 @@ describe('snapshot to pod', () => {
     const forced = await ship(wt.path, wt.branch, pod, { force: true });
     assert.equal(forced.result.code, 0, forced.result.stderr);
     assert.deepEqual(repoView(pod), repoView(wt.path));
+    // a change to the index only, and a commit made in the pod, are work too
+    g(pod, 'rm', '-q', '--cached', 'README.md');
+    assert.notEqual((await ship(wt.path, wt.branch, pod)).result.code, 0);
+    assert.equal((await ship(wt.path, wt.branch, pod, { force: true })).result.code, 0);
+    g(pod, 'commit', '-q', '--allow-empty', '-m', 'agent commit');
+    const refused = await ship(wt.path, wt.branch, pod);
+    assert.notEqual(refused.result.code, 0);
+    assert.match(g(pod, 'log', '-1', '--format=%s'), /agent commit/);
+    // an unchanged pod is simply re-synced
+    assert.equal((await ship(wt.path, wt.branch, pod, { force: true })).result.code, 0);
+    const plain = await ship(wt.path, wt.branch, pod);
+    assert.equal(plain.result.code, 0, plain.result.stderr);
   });
 
   test('an incremental snapshot whose base the pod lacks fails with a clear message', async () => {
@@ -278,6 +310,7 @@ describe('snapshot to pod', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(g(pod, 'ls-tree', 'HEAD', 'vendor/sub').split(' ')[0], '160000');
     assert.equal(g(pod, 'status', '--porcelain').trim(), '');
+    assert.equal((await inspectRepo(repo)).hasSubmodules, true);
   });
 
   test('an aborted signal cancels the snapshot', async () => {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, lstat, mkdir, mkdtemp, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, mkdtemp, readlink, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -137,7 +137,14 @@ export async function buildSnapshot(opts: BuildSnapshotOptions): Promise<Snapsho
       () => true,
       () => false,
     );
-    if (haveIndex) await copyFile(realIndex, idx1);
+    if (haveIndex) {
+      // Git trusts an entry's cached stat data only when the file is older than the index file ("racy
+      // git"). A copy made now would look newer than an edit made in the same timestamp tick as the
+      // checkout, hiding it; backdating the copy a second makes git re-hash anything that recent.
+      await copyFile(realIndex, idx1);
+      const st = await stat(realIndex);
+      await utimes(idx1, st.atime, new Date(st.mtimeMs - 1000));
+    }
     const indexTree = haveIndex ? ((await tryRun(wt, ['write-tree'], scratch(idx0)))?.trim() ?? '-') : '-';
     await run(wt, ['add', '--all', '--', '.'], scratch(idx1));
     const workTree = (await run(wt, ['write-tree'], scratch(idx1))).trim();

@@ -12,6 +12,10 @@ export function sessionBranch(name: string): string {
 
 /** Where a session's worktree lives under the clauderon home directory. */
 export function worktreePath(home: string, name: string): string {
+  // Names come from users and from directory listings: never let one reach outside worktrees/.
+  if (!name || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
+    throw new ClauderonError('INVALID_NAME', `"${name}" cannot be used as a session directory name`);
+  }
   return join(resolve(home), 'worktrees', name);
 }
 
