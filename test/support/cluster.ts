@@ -10,10 +10,11 @@ const run = promisify(execFile);
 
 /**
  * Session pods run as uid 1000 on the emulator, so the demo agent must live where that user can read it
- * (test temp dirs are 0700). Returns its path in a world-readable directory.
+ * (test temp dirs are 0700). Returns its path in a world-readable directory outside /tmp.
  */
 export function installDemoAgent(): { path: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), 'clauderon-agent-'));
+  // Not under /tmp: session pods mount an emptyDir there, which hides the host's /tmp from the agent.
+  const dir = mkdtempSync('/var/tmp/clauderon-agent-');
   chmodSync(dir, 0o755);
   const path = join(dir, 'demo-agent.mjs');
   copyFileSync(join(ROOT, 'scripts/demo-agent.mjs'), path);
@@ -67,7 +68,7 @@ export async function startCluster(
     KUBECONFIG: emu.kubeconfigPath,
     KUBECACHEDIR: join(stateDir, 'kubecache'),
   };
-  return {
+  const cluster: TestCluster = {
     emu,
     home,
     daemon,
@@ -85,13 +86,15 @@ export async function startCluster(
       return out;
     },
     stop: async () => {
-      await daemon.stop();
+      // The daemon may have been replaced by a test (restart cases): stop the current one.
+      await cluster.daemon.stop();
       await emu.stop();
       cleanup();
       agent.cleanup();
       rmSync(stateDir, { recursive: true, force: true });
     },
   };
+  return cluster;
 }
 
 /** A git repository with history, a local-only commit, staged/unstaged edits and an untracked file. */

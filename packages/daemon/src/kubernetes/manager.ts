@@ -43,6 +43,7 @@ import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { Emit, SessionBackend } from '../backend.js';
 import type { SessionStore, StoredSession } from '../store.js';
+import { KeyedMutex } from '../keyed-mutex.js';
 import { bridgeTerminal } from './attach.js';
 import { sessionView, specFromObject } from './session-view.js';
 import { Steps } from './steps.js';
@@ -77,6 +78,8 @@ export class KubernetesSessions implements SessionBackend {
   readonly #busy = new Set<string>();
   readonly #attached = new Map<string, number>();
   #preflightOk = new Map<string, number>();
+  /** git worktree add/remove and fetches race inside git when run concurrently on one repository. */
+  readonly #repoLock = new KeyedMutex();
 
   constructor(deps: ManagerDeps) {
     this.#d = deps;
@@ -211,21 +214,20 @@ export class KubernetesSessions implements SessionBackend {
         'worktree',
         signal,
         () =>
-          createWorktree({
-            repo: spec.repo,
-            home: this.#d.paths.home,
-            name: spec.name,
-            ...(base !== undefined ? { base } : {}),
-            includeUncommitted: spec.includeUncommitted,
-            signal,
-          }),
+          this.#repoLock.run(spec.repo, () =>
+            createWorktree({
+              repo: spec.repo,
+              home: this.#d.paths.home,
+              name: spec.name,
+              ...(base !== undefined ? { base } : {}),
+              includeUncommitted: spec.includeUncommitted,
+              signal,
+            }),
+          ),
         () =>
-          removeWorktree({
-            repo: spec.repo,
-            home: this.#d.paths.home,
-            name: spec.name,
-            deleteBranch: 'always',
-          }),
+          this.#repoLock.run(spec.repo, () =>
+            removeWorktree({ repo: spec.repo, home: this.#d.paths.home, name: spec.name, deleteBranch: 'always' }),
+          ),
       );
       spec.baseCommit = wt.baseCommit;
       await this.#d.store.put({ spec, state: 'creating', updatedAt: '', worktree: wt.path });
@@ -554,13 +556,13 @@ export class KubernetesSessions implements SessionBackend {
       ],
       signal,
     });
-    const result = await applyPulledBundle({
+    const result = await this.#repoLock.run(spec.repo, () => applyPulledBundle({
       repo: spec.repo,
       name,
       input: stream.stdout,
       ...(opts.force ? { force: true } : {}),
       signal,
-    });
+    }));
     const done = await stream.done;
     if (done.exitCode !== 0) {
       throw new ClauderonError(
@@ -655,13 +657,15 @@ export class KubernetesSessions implements SessionBackend {
   }
 
   async #removeLocal(name: string, spec: SessionSpec | undefined): Promise<void> {
-    await removeWorktree({
-      repo: spec?.repo ?? '',
-      home: this.#d.paths.home,
-      name,
-      // Commits that were pulled back live on the branch: keep it then; a branch with nothing new goes.
-      deleteBranch: 'if-merged',
-    });
+    await this.#repoLock.run(spec?.repo ?? '', () =>
+      removeWorktree({
+        repo: spec?.repo ?? '',
+        home: this.#d.paths.home,
+        name,
+        // Commits that were pulled back live on the branch: keep it then; a branch with nothing new goes.
+        deleteBranch: 'if-merged',
+      }),
+    );
     await this.#d.store.delete(name);
   }
 
@@ -719,12 +723,9 @@ export class KubernetesSessions implements SessionBackend {
       kube.deleteSecret(spec.namespace, names.proxySecret, { signal }),
     ]);
     await this.#d.proxy?.revoke(spec.name);
-    await removeWorktree({
-      repo: spec.repo,
-      home: this.#d.paths.home,
-      name: spec.name,
-      deleteBranch: 'always',
-    });
+    await this.#repoLock.run(spec.repo, () =>
+      removeWorktree({ repo: spec.repo, home: this.#d.paths.home, name: spec.name, deleteBranch: 'always' }),
+    );
     await this.#d.store.delete(spec.name);
   }
 

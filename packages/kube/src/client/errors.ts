@@ -153,7 +153,9 @@ export function mapKubeError(err: unknown, ctx: ErrorContext): ClauderonError {
       },
     );
   }
-  const what = serverMsg || (err instanceof Error ? err.message.split('\n')[0] : String(err));
+  // WebSocket handshake failures arrive as ErrorEvent-like objects, not Errors: use their message too.
+  const msg = (err as { message?: unknown } | undefined)?.message;
+  const what = serverMsg || (typeof msg === 'string' && msg !== '' ? msg.split('\n')[0] : String(err));
   return new ClauderonError(
     'KUBE_API',
     `${ctx.action}: ${what}${code !== undefined ? ` (HTTP ${code})` : ''}`,
