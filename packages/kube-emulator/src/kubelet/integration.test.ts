@@ -130,8 +130,12 @@ describe('kubelet through the API server with real clients', () => {
     assert.match(r.stderr, /err\n/);
     const i = await kubectl(['exec', '-i', 'web', '--', 'sh', '-c', 'cat; echo done'], { input: 'piped\n' });
     assert.equal(i.stdout, 'piped\ndone\n');
+    // The initial resize races the command (as on a real cluster): poll for it.
+    const script =
+      'for i in $(seq 30); do s=$(stty size); [ "$s" = "27 91" ] && break; sleep 0.1; done; echo $s; tty >/dev/null && echo is-tty; exit 4\n';
+    await kubectl(['exec', '-i', 'web', '--', 'sh', '-c', 'cat > /tmp/size.sh'], { input: script });
     const it = await kubectl([], {
-      shell: `sleep 1 | script -qec "stty cols 91 rows 27; kubectl exec -it web -- sh -c 'sleep 0.3; stty size; tty >/dev/null && echo is-tty; exit 4'" /dev/null`,
+      shell: `sleep 1 | script -qec "stty cols 91 rows 27; kubectl exec -it web -- sh /tmp/size.sh" /dev/null`,
     });
     assert.match(it.stdout, /27 91\r\nis-tty\r\n/);
     assert.match(it.stdout, /command terminated with exit code 4/);
@@ -196,7 +200,16 @@ describe('kubelet through the API server with real clients', () => {
     assert.equal(b.status.details?.causes?.[0]?.message, '7');
     // A "resizable" stdout makes client-node send {"height":..,"width":..} on channel 4.
     const term = Object.assign(new PassThrough(), { rows: 33, columns: 101 });
-    const c = await run(['sh', '-c', 'sleep 0.3; stty size'], null, true, term);
+    const c = await run(
+      [
+        'sh',
+        '-c',
+        'for i in $(seq 30); do s=$(stty size); [ "$s" = "33 101" ] && break; sleep 0.1; done; echo $s',
+      ],
+      null,
+      true,
+      term,
+    );
     assert.match(c.out, /33 101/);
   });
 

@@ -98,10 +98,20 @@ describe('kubelet with a fake store', () => {
   });
 
   test('exec with a tty merges output and honours resize', async () => {
-    const r = await rawExec(h.base, 'p1', ['sh', '-c', 'sleep 0.2; stty size; echo e >&2'], {
-      tty: true,
-      onOpen: (ws) => ws.send(Buffer.concat([Buffer.from([4]), Buffer.from('{"Width":123,"Height":45}\n')])),
-    });
+    const r = await rawExec(
+      h.base,
+      'p1',
+      [
+        'sh',
+        '-c',
+        'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do s=$(stty size); [ "$s" = "45 123" ] && break; sleep 0.1; done; echo $s; echo e >&2',
+      ],
+      {
+        tty: true,
+        onOpen: (ws) =>
+          ws.send(Buffer.concat([Buffer.from([4]), Buffer.from('{"Width":123,"Height":45}\n')])),
+      },
+    );
     assert.match(r.stdout.toString(), /45 123\r\ne\r\n/);
     assert.equal(r.stderr.length, 0);
     assert.deepEqual(r.status, { metadata: {}, status: 'Success' });
