@@ -407,6 +407,9 @@ export class ObjectStore implements Store {
       obj.spec ??= {};
       const spec = obj.spec as Record<string, unknown>;
       spec.finalizers ??= ['kubernetes'];
+      // The real server always sets this label (NamespaceDefaultLabelName).
+      if (obj.metadata.name)
+        obj.metadata.labels = { ...obj.metadata.labels, 'kubernetes.io/metadata.name': obj.metadata.name };
     }
     const causes = validateMeta(ri, obj);
     if (ri.resource === 'pods') causes.push(...validatePod(obj));
