@@ -186,6 +186,23 @@ spec:
     }
   });
 
+  test('kubectl apply (client-side and --server-side) creates and then updates', async () => {
+    const file = join(work, 'applied.yaml');
+    for (const [mode, value] of [
+      ['--server-side', '1'],
+      ['--server-side', '2'],
+      ['', '3'],
+    ] as const) {
+      writeFileSync(
+        file,
+        `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: applied}\ndata: {v: "${value}"}\n`,
+      );
+      const r = await k('apply', ...(mode ? [mode] : []), '-f', file, '--validate=false');
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(emu.store.get('configmaps', 'default', 'applied')?.data, { v: value });
+    }
+  });
+
   test('kubectl explains errors from the server', async () => {
     const r = await k('get', 'pod', 'nope');
     assert.notEqual(r.code, 0);

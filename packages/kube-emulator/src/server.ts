@@ -399,7 +399,7 @@ export class ApiServer {
       case 'PATCH': {
         if (!name) throw methodNotAllowed();
         const type = mediaType(req);
-        if (type === 'application/apply-patch+yaml' || type.includes('protobuf')) {
+        if (type.includes('protobuf')) {
           throw new StatusError(
             415,
             'UnsupportedMediaType',
@@ -411,7 +411,51 @@ export class ApiServer {
         try {
           patch = JSON.parse(buf.toString('utf8'));
         } catch (err) {
+          if (type === 'application/apply-patch+yaml') {
+            throw new StatusError(
+              415,
+              'UnsupportedMediaType',
+              'kube-emulator understands only the JSON form of apply-patch+yaml bodies',
+            );
+          }
           throw badRequest(`error decoding patch: ${(err as Error).message}`);
+        }
+        if (type === 'application/apply-patch+yaml') {
+          // Server-side apply, approximated: create when missing, else a strategic merge of the applied
+          // configuration (no field ownership). Only the JSON subset of YAML is understood.
+          if (!q.get('fieldManager')) {
+            throw new StatusError(
+              422,
+              'Invalid',
+              'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+              {
+                kind: 'PatchOptions',
+                causes: [
+                  {
+                    reason: 'FieldValueRequired',
+                    message: 'Required value: is required for apply patch',
+                    field: 'fieldManager',
+                  },
+                ],
+              },
+            );
+          }
+          if (typeof patch !== 'object' || patch === null || Array.isArray(patch))
+            throw badRequest('error decoding YAML: not an object');
+          if (!subresource && !store.get(ri.resource, namespace, name)) {
+            const body = patch as KObject;
+            body.metadata = { ...(body.metadata ?? {}), name } as KObject['metadata'];
+            return sendJson(res, 201, withKind(ri, store.create(ri.resource, namespace, body, { dryRun })));
+          }
+          const out = store.patch(
+            ri.resource,
+            namespace,
+            name,
+            'application/strategic-merge-patch+json',
+            patch,
+            { subresource, dryRun },
+          );
+          return sendJson(res, 200, withKind(ri, out));
         }
         const out = store.patch(ri.resource, namespace, name, type, patch, { subresource, dryRun });
         return sendJson(res, 200, withKind(ri, out));
