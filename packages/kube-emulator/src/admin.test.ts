@@ -196,6 +196,14 @@ describe('kube-emulator admin API, bookmarks, stream validation and the bin', ()
     await core.deleteNamespacedPod({ name: 'broken', namespace: 'default', gracePeriodSeconds: 0 });
   });
 
+  test('the deprecated /api/v1/watch/ paths stream events too', async () => {
+    const res = await raw(emu, 'GET', '/api/v1/watch/namespaces/default/serviceaccounts?timeoutSeconds=1');
+    assert.equal(res.status, 200);
+    const first = JSON.parse(res.body.split('\n')[0] ?? '{}') as { type: string; object: { kind: string } };
+    assert.equal(first.type, 'ADDED');
+    assert.equal(first.object.kind, 'ServiceAccount');
+  });
+
   test('deletecollection removes the selected objects', async () => {
     for (const n of ['dc-1', 'dc-2', 'dc-3']) {
       await core.createNamespacedConfigMap({

@@ -312,7 +312,13 @@ export class ApiServer {
       if (!(await this.intercept(req, res, req.socket, r))) return;
       return this.ssar(req, res);
     }
-    const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+    let parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+    // Deprecated watch paths: /api/v1/watch/... and /apis/<group>/v1/watch/...
+    const watchAt = parts[0] === 'api' ? 2 : 3;
+    if (method === 'GET' && parts[watchAt] === 'watch') {
+      parts = [...parts.slice(0, watchAt), ...parts.slice(watchAt + 1)];
+      url.searchParams.set('watch', 'true');
+    }
     const route = parseRoute(parts);
     if (!route)
       throw new StatusError(404, 'NotFound', 'the server could not find the requested resource', {});
