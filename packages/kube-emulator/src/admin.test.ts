@@ -204,6 +204,35 @@ describe('kube-emulator admin API, bookmarks, stream validation and the bin', ()
     assert.equal(first.object.kind, 'ServiceAccount');
   });
 
+  test('objects entering and leaving a watch selector produce ADDED and DELETED', async () => {
+    emu.store.create('configmaps', 'default', { metadata: { name: 'mover' } });
+    const before = emu.faults.count({ verb: 'watch', resource: 'configmaps' });
+    const pending = raw(
+      emu,
+      'GET',
+      '/api/v1/namespaces/default/configmaps?watch=1&labelSelector=sel%3Din&timeoutSeconds=1',
+    );
+    await waitFor(
+      () => emu.faults.count({ verb: 'watch', resource: 'configmaps' }) > before,
+      'the watch to start',
+    );
+    const label = (v: string | undefined) =>
+      emu.store.update('configmaps', 'default', 'mover', (o) => {
+        o.metadata.labels = v ? { sel: v } : {};
+        return o;
+      });
+    label('in');
+    label('out');
+    label('in');
+    emu.store.remove('configmaps', 'default', 'mover');
+    const res = await pending;
+    const types = res.body
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { type: string }).type);
+    assert.deepEqual(types, ['ADDED', 'DELETED', 'ADDED', 'DELETED']);
+  });
+
   test('deletecollection removes the selected objects', async () => {
     for (const n of ['dc-1', 'dc-2', 'dc-3']) {
       await core.createNamespacedConfigMap({
