@@ -861,6 +861,10 @@ export class ObjectStore implements Store {
       this.finalizeIfDone(resource, cur);
     }
     this.ensureVolumes();
+    // The service account controller (re)creates `default` in every active namespace.
+    for (const ns of this.list('namespaces')) {
+      if (!ns.metadata.deletionTimestamp) this.ensureDefaultServiceAccount(ns.metadata.name);
+    }
   }
 
   private pvcInUse(pvc: KObject): boolean {
