@@ -128,6 +128,32 @@ describe('exec streams', () => {
     assert.ok(grew < 160 * MB, `RSS grew by ${grew / MB} MB`);
   });
 
+  test('a process that stops reading stdin and exits still ends the stream', {
+    timeout: 20_000,
+  }, async () => {
+    const ws = execSocket(h.base, 's', ['sh', '-c', 'head -c 10 >/dev/null; echo done'], {
+      stdin: true,
+      stdout: true,
+    });
+    let out = '';
+    let status: unknown;
+    const code = await new Promise<number>((resolve, reject) => {
+      ws.on('open', () => {
+        const chunk = Buffer.alloc(64 * 1024 + 1);
+        for (let i = 0; i < 400; i++) ws.send(chunk);
+      });
+      ws.on('message', (d: Buffer) => {
+        if (d[0] === 1) out += d.subarray(1).toString();
+        if (d[0] === 3) status = JSON.parse(d.subarray(1).toString());
+      });
+      ws.on('close', (c) => resolve(c));
+      ws.on('error', reject);
+    });
+    assert.equal(out, 'done\n');
+    assert.deepEqual(status, { metadata: {}, status: 'Success' });
+    assert.equal(code, 1000);
+  });
+
   test('only requested channels are used and 255 is never sent', async () => {
     const r = await rawExec(h.base, 's', ['sh', '-c', 'echo a; echo b >&2'], { stderr: false });
     assert.equal(r.stdout.toString(), 'a\n');

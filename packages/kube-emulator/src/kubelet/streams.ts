@@ -197,6 +197,8 @@ export class StreamServer {
       // Output from a paused process is flushed before 'exit' fires, so the status comes last.
       send(3, Buffer.from(JSON.stringify(status)));
       closed = true;
+      // Reading may be paused for a full stdin that will never drain now: read the client's close frame.
+      ws.resume();
       ws.close(1000);
       cleanup();
     };
