@@ -144,6 +144,7 @@ describe('pull-back', () => {
         why: /below a symlink/,
       },
       { entries: [{ name: '.git/hooks/post-merge', mode: 0o755 }], why: /\.git/ },
+      { entries: [{ name: 'newfile' }, { name: 'newfile/below' }], why: /below a symlink or file/ },
       { entries: [{ name: 'hard', type: 'link', linkname: 'README.md' }], why: /type link/ },
       { entries: [{ name: 'README.md' }], why: /already exists/ },
     ];

@@ -63,6 +63,7 @@ export async function readPayload(
   try {
     for await (const raw of input) {
       if (signal?.aborted) throw new ClauderonError('CANCELLED', 'pull was cancelled');
+      if (header && idx >= sections.length) continue;
       let chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw as string);
       if (!header) {
         head = Buffer.concat([head, chunk]);
@@ -79,7 +80,8 @@ export async function readPayload(
         chunk = chunk.subarray(part.length);
         if (left === 0) await next();
       }
-      if (idx >= sections.length) break;
+      // Once complete, keep draining instead of breaking out: breaking would destroy the caller's stream
+      // (an exec's stdout whose exit status the caller still wants).
     }
     if (!header) throw new Error('payload header is truncated or malformed');
     if (idx < sections.length) throw new Error(`payload truncated in section ${sections[idx]}`);
@@ -93,9 +95,10 @@ export async function readPayload(
 
 /** The worktree (if any) that has `refs/heads/<branch>` checked out. */
 async function worktreeOf(repo: string, branch: string): Promise<string | null> {
-  const out = await run(repo, ['worktree', 'list', '--porcelain', '-z']);
+  // Newline-separated (not -z) so it works with git before 2.36.
+  const out = await run(repo, ['worktree', 'list', '--porcelain']);
   let path: string | null = null;
-  for (const line of out.split('\0')) {
+  for (const line of out.split('\n')) {
     if (line.startsWith('worktree ')) path = line.slice('worktree '.length);
     else if (line === `branch refs/heads/${branch}`) return path;
   }
@@ -240,6 +243,7 @@ async function checkTar(file: string, root: string): Promise<SafeEntry[]> {
   const entries: SafeEntry[] = [];
   const links = new Set<string>();
   const seen = new Set<string>();
+  const files = new Set<string>();
   const extract = tarStream.extract();
   const done = pipeline(createReadStream(file), extract);
   try {
@@ -254,7 +258,7 @@ async function checkTar(file: string, root: string): Promise<SafeEntry[]> {
       for (let i = 1; i < parts.length; i++) {
         const prefix = parts.slice(0, i).join('/');
         const st = await lstat(join(root, prefix)).catch(() => null);
-        if (links.has(prefix) || st?.isSymbolicLink() || (st && !st.isDirectory())) {
+        if (links.has(prefix) || files.has(prefix) || st?.isSymbolicLink() || (st && !st.isDirectory())) {
           throw pullError(`refusing untracked file below a symlink or file: ${JSON.stringify(h.name)}`);
         }
       }
@@ -272,6 +276,7 @@ async function checkTar(file: string, root: string): Promise<SafeEntry[]> {
       }
       if (seen.has(name)) throw pullError(`duplicate untracked entry ${name}`);
       seen.add(name);
+      if (h.type === 'file') files.add(name);
       const entry: SafeEntry = { name, type: h.type, mode: (h.mode ?? 0o644) & 0o111 ? 0o755 : 0o644 };
       if (h.linkname) entry.linkname = h.linkname;
       entries.push(entry);

@@ -10,7 +10,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import {
   buildSnapshot,
@@ -149,6 +149,23 @@ describe('snapshot to pod', () => {
     assert.equal(byPath.get('link-to-app')?.linkTarget, 'src/app.js');
     assert.equal(byPath.get('README.md')?.sha, g(wt.path, 'hash-object', 'README.md').trim());
     assert.equal(byPath.has('secret.env'), false);
+  });
+
+  test('never needs stdin EOF: the script finishes while stdin stays open (exec protocol v4)', async () => {
+    const repo = dirtyRepo();
+    const wt = await createWorktree({ repo, home: tempDir(), name: 'noeof', includeUncommitted: true });
+    const snap = await buildSnapshot({ worktree: wt.path, branch: wt.branch });
+    const stdin = new PassThrough();
+    try {
+      for await (const c of snap.open()) stdin.write(c);
+      const pod = join(tempDir('ws-pvc-'), 'myrepo');
+      const result = await runScript(podReceiveScript({ dir: pod, branch: wt.branch }), stdin);
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(repoView(pod), repoView(wt.path));
+    } finally {
+      stdin.end();
+      await snap.cleanup();
+    }
   });
 
   test('--base another branch and includeUncommitted=false ship only committed state', async () => {

@@ -140,8 +140,9 @@ async function carryUncommitted(repo: string, path: string, signal: AbortSignal 
     await run(repo, ['diff', ...diffArgs, `--output=${unstaged}`], { signal });
     try {
       if ((await stat(staged)).size > 0)
-        await run(path, ['apply', '--index', '--binary', staged], { signal });
-      if ((await stat(unstaged)).size > 0) await run(path, ['apply', '--binary', unstaged], { signal });
+        await run(path, ['apply', '--index', '--whitespace=nowarn', staged], { signal });
+      if ((await stat(unstaged)).size > 0)
+        await run(path, ['apply', '--whitespace=nowarn', unstaged], { signal });
     } catch (e) {
       checkAborted(signal);
       throw new ClauderonError('REPO_INVALID', `could not carry uncommitted changes over: ${gitMessage(e)}`, {
