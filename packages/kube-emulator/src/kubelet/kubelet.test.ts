@@ -248,6 +248,75 @@ describe('kubelet with a fake store', () => {
   });
 });
 
+describe('init container failures and claims', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test('a failing init container fails the pod with Never and crash-loops with OnFailure', async () => {
+    const spec = (policy: string) => ({
+      restartPolicy: policy,
+      initContainers: [{ name: 'init', image: 'x', command: ['sh', '-c', 'exit 3'] }],
+      containers: [{ name: 'main', image: 'x', command: ['sleep', '60'] }],
+    });
+    h.store.create('pods', pod('init-never', spec('Never')));
+    h.store.create('pods', pod('init-loop', spec('OnFailure')));
+    const never = await h.store.waitFor('pods', 'default', 'init-never', (o) => phaseOf(o) === 'Failed');
+    assert.equal(containerState(never, 'init', true)?.state.terminated.exitCode, 3);
+    assert.equal(containerState(never)?.state.waiting.reason, 'PodInitializing');
+    const initialized = loose(never?.status).conditions.find((c: Loose) => c.type === 'Initialized');
+    assert.equal(initialized.status, 'False');
+    assert.equal(initialized.message, 'containers with incomplete status: [init]');
+    const loop = await h.store.waitFor(
+      'pods',
+      'default',
+      'init-loop',
+      (o) => containerState(o, 'init', true)?.state?.waiting?.reason === 'CrashLoopBackOff',
+    );
+    assert.equal(phaseOf(loop), 'Pending');
+    h.store.delete('pods', 'default', 'init-loop', 1);
+  });
+
+  test('a pod created on the node binds its claim; deleting the claim removes its data', async () => {
+    const claim = h.store.create('persistentvolumeclaims', {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name: 'direct', namespace: 'default' },
+      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '2Gi' } } },
+      status: { phase: 'Pending' },
+    });
+    h.store.create(
+      'pods',
+      pod('direct', {
+        nodeName: 'emulator-node',
+        restartPolicy: 'Never',
+        containers: [
+          {
+            name: 'main',
+            image: 'x',
+            command: ['sh', '-c', 'echo kept > /tmp/kubelet-test-mnt/direct/f'],
+            volumeMounts: [{ name: 'd', mountPath: '/tmp/kubelet-test-mnt/direct' }],
+          },
+        ],
+        volumes: [{ name: 'd', persistentVolumeClaim: { claimName: 'direct' } }],
+      }),
+    );
+    await h.store.waitFor('pods', 'default', 'direct', (o) => phaseOf(o) === 'Succeeded');
+    const bound = h.store.get('persistentvolumeclaims', 'default', 'direct');
+    assert.equal(loose(bound?.status).phase, 'Bound');
+    assert.deepEqual(loose(bound?.status).capacity, { storage: '2Gi' });
+    const dir = `${h.stateDir}/volumes/${claim.metadata.uid}`;
+    assert.equal(readFileSync(`${dir}/f`, 'utf8'), 'kept\n');
+    h.store.remove('persistentvolumeclaims', 'default', 'direct');
+    for (let i = 0; i < 100 && existsSync(dir); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(existsSync(dir), false);
+  });
+});
+
 describe('image pull failures', () => {
   let h: Harness;
   before(async () => {
