@@ -651,7 +651,6 @@ export class ObjectStore implements Store {
     name: string,
     opts: DeleteOptions = {},
   ): { object: KObject; gone: boolean } {
-    const ri = info(resource);
     const cur = this.raw(resource, namespace, name);
     if (!cur) throw notFound(resource, name);
     const pre = opts.preconditions;
@@ -717,7 +716,6 @@ export class ObjectStore implements Store {
     if (cur.metadata.deletionTimestamp && sameExceptRv(next, cur)) return { object: clone(cur), gone: false };
     next.metadata.deletionTimestamp ??= now();
     next.metadata.deletionGracePeriodSeconds ??= 0;
-    void ri;
     return { object: this.put(resource, next, 'MODIFIED', cur), gone: false };
   }
 
