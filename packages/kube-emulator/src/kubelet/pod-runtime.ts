@@ -13,7 +13,6 @@ import {
   type Launch,
   type Mount,
   mainSpawn,
-  mountNamespaceOf,
   mountNamespacesAvailable,
   Proc,
   waitForSetup,
@@ -457,7 +456,7 @@ export class PodRuntime {
     c.proc = proc;
     // The container counts as started once its volumes are mounted (exec must see them).
     await waitForSetup(proc, sp);
-    if (useNs && proc.running) proc.namespace = mountNamespaceOf(proc.pid);
+    if (useNs) proc.holdNamespace();
     c.launch = launch;
     const containerID = `containerd://${randomBytes(32).toString('hex')}`;
     const startedAt = now();

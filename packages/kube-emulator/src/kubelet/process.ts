@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { IPty } from '@lydell/node-pty';
 import * as pty from '@lydell/node-pty';
 import { exitCodeOf, killGroup, shq } from './util.js';
@@ -212,6 +212,12 @@ export class Proc extends EventEmitter {
   exitCode: number | undefined;
   /** The container's mount namespace, once set up: its processes are signalled with the leader. */
   namespace: string | undefined;
+  /**
+   * An open descriptor on that namespace. It keeps the namespace (and so its inode number) alive until the
+   * final clean-up: otherwise a namespace freed when its last process exits could be reused by another
+   * container's `unshare` before the clean-up scan, which would then signal that other container.
+   */
+  private nsFd: number | undefined;
   private child: ChildProcess | undefined;
   private term: IPty | undefined;
   private stdinEnded = false;
@@ -258,6 +264,7 @@ export class Proc extends EventEmitter {
       });
       term.onExit(({ exitCode, signal }) => {
         if (opts.killGroupOnExit) this.killAll('SIGKILL');
+        this.releaseNamespace();
         finish(exitCodeOf(exitCode, signal ?? null));
       });
       return;
@@ -286,6 +293,7 @@ export class Proc extends EventEmitter {
     });
     child.on('exit', () => {
       if (opts.killGroupOnExit) this.killAll('SIGKILL');
+      this.releaseNamespace();
     });
     child.on('close', (code, signal) => finish(exitCodeOf(code, signal)));
   }
@@ -339,6 +347,43 @@ export class Proc extends EventEmitter {
     else {
       this.child?.stdout?.resume();
       this.child?.stderr?.resume();
+    }
+  }
+
+  /** Records (and holds a reference to) the mount namespace the process runs in. */
+  holdNamespace(): void {
+    if (!this.running || this.pid === undefined) return;
+    const ns = mountNamespaceOf(this.pid);
+    if (!ns) return;
+    let fd: number;
+    try {
+      fd = openSync(`/proc/${this.pid}/ns/mnt`, 'r');
+    } catch {
+      return;
+    }
+    // The process may have exited between the two reads: only keep a reference to the namespace we saw.
+    let held: string | undefined;
+    try {
+      held = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      held = undefined;
+    }
+    if (held !== ns) {
+      closeSync(fd);
+      return;
+    }
+    this.namespace = ns;
+    this.nsFd = fd;
+  }
+
+  private releaseNamespace(): void {
+    if (this.nsFd !== undefined) {
+      try {
+        closeSync(this.nsFd);
+      } catch {
+        // already closed
+      }
+      this.nsFd = undefined;
     }
   }
 
