@@ -33,10 +33,20 @@ export async function inspectRepo(path: string): Promise<RepoInfo> {
       hint: 'pass --repo with the path of a local git repository',
     });
   }
-  const bareOut = await tryRun(abs, ['rev-parse', '--is-bare-repository']);
-  if (bareOut === null) {
+  let bareOut: string;
+  try {
+    bareOut = await run(abs, ['rev-parse', '--is-bare-repository']);
+  } catch (e) {
+    const why = gitMessage(e);
+    if (/dubious ownership/.test(why)) {
+      throw new ClauderonError('REPO_INVALID', `git refuses to use ${abs}: it is owned by another user`, {
+        hint: `if you trust it: git config --global --add safe.directory ${abs}`,
+        cause: e,
+      });
+    }
     throw new ClauderonError('REPO_INVALID', `${abs} is not a git repository`, {
       hint: 'run `git init` and make a first commit, or pass --repo with the path of a git repository',
+      cause: e,
     });
   }
   if (bareOut.trim() === 'true') {
