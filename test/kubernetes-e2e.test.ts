@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { makeRepo, startCluster, type TestCluster } from './support/cluster.js';
 import { PtyCli } from './support/pty.js';
 
@@ -23,21 +23,62 @@ describe('kubernetes backend end to end (real CLI → daemon → emulator)', () 
 
   const git = async (dir: string, ...args: string[]) => (await run('git', ['-C', dir, ...args])).stdout;
   const podGit = async (pod: string, ...args: string[]) =>
-    (await c.kubectl(['-n', 'clauderon', 'exec', pod, '-c', 'agent', '--', 'git', '-C', `/workspace/${repo.dir.split('/').pop()}`, ...args])).stdout;
+    (
+      await c.kubectl([
+        '-n',
+        'clauderon',
+        'exec',
+        pod,
+        '-c',
+        'agent',
+        '--',
+        'git',
+        '-C',
+        `/workspace/${repo.dir.split('/').pop()}`,
+        ...args,
+      ])
+    ).stdout;
 
   test('create ships local commits, uncommitted edits and untracked files; the pod repository matches the worktree', async () => {
-    const r = await c.cli(['create', '--repo', repo.dir, '--prompt', 'improve the app', '--name', 'e2e-one', '--no-attach', '--cpu-limit', '2', '--memory-limit', '1Gi']);
+    const r = await c.cli([
+      'create',
+      '--repo',
+      repo.dir,
+      '--prompt',
+      'improve the app',
+      '--name',
+      'e2e-one',
+      '--no-attach',
+      '--cpu-limit',
+      '2',
+      '--memory-limit',
+      '1Gi',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'e2e-one');
     assert.match(r.stderr, /workspace synced/);
     const wt = join(c.home, 'worktrees', 'e2e-one');
-    assert.equal(await podGit('clauderon-e2e-one', 'log', '--format=%H %s'), await git(wt, 'log', '--format=%H %s'));
-    assert.equal(await podGit('clauderon-e2e-one', 'status', '--porcelain'), await git(wt, 'status', '--porcelain'));
+    assert.equal(
+      await podGit('clauderon-e2e-one', 'log', '--format=%H %s'),
+      await git(wt, 'log', '--format=%H %s'),
+    );
+    assert.equal(
+      await podGit('clauderon-e2e-one', 'status', '--porcelain'),
+      await git(wt, 'status', '--porcelain'),
+    );
     assert.equal(await podGit('clauderon-e2e-one', 'diff', 'HEAD'), await git(wt, 'diff', 'HEAD'));
-    assert.equal(await podGit('clauderon-e2e-one', 'rev-parse', '--abbrev-ref', 'HEAD'), 'clauderon/e2e-one\n');
+    assert.equal(
+      await podGit('clauderon-e2e-one', 'rev-parse', '--abbrev-ref', 'HEAD'),
+      'clauderon/e2e-one\n',
+    );
     assert.match(await podGit('clauderon-e2e-one', 'status', '--porcelain'), /notes\.txt/);
-    assert.doesNotMatch(await podGit('clauderon-e2e-one', 'status', '--porcelain', '--ignored'), /secret\.env/);
-    const pod = JSON.parse((await c.kubectl(['-n', 'clauderon', 'get', 'pod', 'clauderon-e2e-one', '-o', 'json'])).stdout);
+    assert.doesNotMatch(
+      await podGit('clauderon-e2e-one', 'status', '--porcelain', '--ignored'),
+      /secret\.env/,
+    );
+    const pod = JSON.parse(
+      (await c.kubectl(['-n', 'clauderon', 'get', 'pod', 'clauderon-e2e-one', '-o', 'json'])).stdout,
+    );
     assert.deepEqual(pod.spec.containers[0].resources.limits, { cpu: '2', memory: '1Gi' });
   });
 
@@ -64,7 +105,23 @@ describe('kubernetes backend end to end (real CLI → daemon → emulator)', () 
       const deadline = Date.now() + 15_000;
       let size = '';
       while (Date.now() < deadline) {
-        size = (await c.kubectl(['-n', 'clauderon', 'exec', 'clauderon-e2e-one', '-c', 'agent', '--', 'tmux', 'display-message', '-p', '-t', 'clauderon', '#{window_width}x#{window_height}'])).stdout.trim();
+        size = (
+          await c.kubectl([
+            '-n',
+            'clauderon',
+            'exec',
+            'clauderon-e2e-one',
+            '-c',
+            'agent',
+            '--',
+            'tmux',
+            'display-message',
+            '-p',
+            '-t',
+            'clauderon',
+            '#{window_width}x#{window_height}',
+          ])
+        ).stdout.trim();
         if (size === '120x40') break;
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -127,13 +184,33 @@ describe('kubernetes backend end to end (real CLI → daemon → emulator)', () 
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /error: /);
     }
-    const memory = await c.cli(['create', '--repo', repo.dir, '--prompt', 'p', '--no-attach', '--memory-limit', '8g']);
+    const memory = await c.cli([
+      'create',
+      '--repo',
+      repo.dir,
+      '--prompt',
+      'p',
+      '--no-attach',
+      '--memory-limit',
+      '8g',
+    ]);
     assert.match(memory.stderr, /did you mean 8Gi/);
     assert.equal(c.emu.faults.requests.length, before, 'no request reached the cluster');
   });
 
   test('an image that cannot be pulled fails fast with the Event text and leaves nothing', async () => {
-    const r = await c.cli(['create', '--repo', repo.dir, '--prompt', 'p', '--name', 'badimage', '--no-attach', '--image', 'registry.invalid/does-not-exist:1']);
+    const r = await c.cli([
+      'create',
+      '--repo',
+      repo.dir,
+      '--prompt',
+      'p',
+      '--name',
+      'badimage',
+      '--no-attach',
+      '--image',
+      'registry.invalid/does-not-exist:1',
+    ]);
     assert.equal(r.code, 10, r.stderr);
     assert.match(r.stderr, /does-not-exist/);
     assert.match(r.stderr, /pull/i);

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import type { FailNextSpec } from '@clauderon/kube-emulator';
 import { CLI, cliEnv, startDaemon } from './support/cli.js';
 import { makeRepo, startCluster, type TestCluster } from './support/cluster.js';
@@ -51,7 +51,16 @@ describe('create leaves nothing behind when a step fails', () => {
       test(`${what} at ${step}: the session exists whole or not at all, with a clear error`, async () => {
         c.emu.faults.clear();
         c.emu.faults.failNext({ ...match, count: 3, action });
-        const r = await c.cli(['create', '--repo', repo.dir, '--prompt', 'p', '--name', 'faulty', '--no-attach']);
+        const r = await c.cli([
+          'create',
+          '--repo',
+          repo.dir,
+          '--prompt',
+          'p',
+          '--name',
+          'faulty',
+          '--no-attach',
+        ]);
         c.emu.faults.clear();
         if (r.code === 0) {
           // The client recovered by itself (a dropped watch is re-established): then the session is whole.
@@ -96,25 +105,47 @@ describe('parallel creates and a crashed daemon', () => {
   test('ten creates in parallel all succeed, and ten deletes leave nothing', async () => {
     const names = Array.from({ length: 10 }, (_, i) => `par-${i}`);
     const results = await Promise.all(
-      names.map((n) => c.cli(['create', '--repo', repo.dir, '--prompt', `task ${n}`, '--name', n, '--no-attach'], { timeoutMs: 180_000 })),
+      names.map((n) =>
+        c.cli(['create', '--repo', repo.dir, '--prompt', `task ${n}`, '--name', n, '--no-attach'], {
+          timeoutMs: 180_000,
+        }),
+      ),
     );
     for (const [i, r] of results.entries()) assert.equal(r.code, 0, `${names[i]}: ${r.stderr}`);
-    const list = JSON.parse((await c.cli(['list', '-o', 'json'])).stdout).sessions as Array<{ name: string; phase: string }>;
+    const list = JSON.parse((await c.cli(['list', '-o', 'json'])).stdout).sessions as Array<{
+      name: string;
+      phase: string;
+    }>;
     assert.deepEqual(list.map((s) => s.name).sort(), [...names].sort());
-    assert.ok(list.every((s) => s.phase === 'Running'), JSON.stringify(list));
-    const deletes = await Promise.all(names.map((n) => c.cli(['delete', n, '--force'], { timeoutMs: 180_000 })));
+    assert.ok(
+      list.every((s) => s.phase === 'Running'),
+      JSON.stringify(list),
+    );
+    const deletes = await Promise.all(
+      names.map((n) => c.cli(['delete', n, '--force'], { timeoutMs: 180_000 })),
+    );
     for (const r of deletes) assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(c.labelled(), []);
     assert.deepEqual(worktrees(c), []);
   });
 
   test('the daemon killed mid-create and restarted rolls the create back', async () => {
+    for (const n of c
+      .labelled()
+      .filter((x) => x.startsWith('pods/'))
+      .map((x) => x.slice('pods/clauderon-'.length))) {
+      await c.cli(['delete', n, '--force']);
+    }
     // Slow the sync down so the kill lands after the pod exists.
     c.emu.faults.addLatency(4000, { verb: 'exec' });
-    const child = spawn(process.execPath, [CLI, 'create', '--repo', repo.dir, '--prompt', 'p', '--name', 'crashy', '--no-attach'], {
-      env: cliEnv(c.home, c.env),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'create', '--repo', repo.dir, '--prompt', 'p', '--name', 'crashy', '--no-attach'],
+      {
+        env: cliEnv(c.home, c.env),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let err = '';
     child.stderr.on('data', (d) => {
       err += d;
@@ -130,7 +161,12 @@ describe('parallel creates and a crashed daemon', () => {
 
     c.daemon = await startDaemon({ home: c.home, env: c.env });
     const end = Date.now() + 60_000;
-    while ((c.labelled().length > 0 || worktrees(c).length > 0) && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+    while (
+      (c.labelled().length > 0 || worktrees(c).length > 0 || (await sessionBranches(repo.dir)) !== '') &&
+      Date.now() < end
+    ) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
     assert.deepEqual(c.labelled(), [], 'the restarted daemon removed the half-created session');
     assert.deepEqual(worktrees(c), []);
     assert.equal(await sessionBranches(repo.dir), '');

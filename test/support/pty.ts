@@ -7,7 +7,10 @@ export class PtyCli {
   #out = '';
   readonly exited: Promise<{ exitCode: number; signal?: number }>;
 
-  constructor(args: string[], opts: { home: string; env: Record<string, string>; cols?: number; rows?: number }) {
+  constructor(
+    args: string[],
+    opts: { home: string; env: Record<string, string>; cols?: number; rows?: number },
+  ) {
     this.proc = pty.spawn(process.execPath, [CLI, ...args], {
       name: 'xterm-256color',
       cols: opts.cols ?? 100,

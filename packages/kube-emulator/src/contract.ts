@@ -122,7 +122,13 @@ export interface LogRequest {
 /** Faults the kubelet honours; the API server's fault module forwards admin requests here. */
 export interface KubeletFaults {
   /** Make a running container exit with `exitCode` (or be killed by `signal`). */
-  exitContainer(namespace: string, pod: string, container: string, exitCode: number, signal?: NodeJS.Signals): boolean;
+  exitContainer(
+    namespace: string,
+    pod: string,
+    container: string,
+    exitCode: number,
+    signal?: NodeJS.Signals,
+  ): boolean;
   /** Close every open exec/attach stream (optionally only for one pod) abnormally. */
   killStreams(namespace?: string, pod?: string): number;
 }
@@ -136,7 +142,13 @@ export interface Kubelet {
   /** Node name the kubelet schedules pods onto; also served as a Node object. */
   readonly nodeName: string;
   /** Handles a WebSocket upgrade for exec or attach. */
-  handleStream(kind: 'exec' | 'attach', req: IncomingMessage, socket: Duplex, head: Buffer, params: StreamRequest): void;
+  handleStream(
+    kind: 'exec' | 'attach',
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    params: StreamRequest,
+  ): void;
   /** Serves a container's log as text/plain (following when asked). */
   handleLog(req: IncomingMessage, res: ServerResponse, params: LogRequest): void;
   readonly faults: KubeletFaults;

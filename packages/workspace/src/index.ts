@@ -28,6 +28,7 @@ export {
   type RemoveWorktreeOptions,
   removeWorktree,
   sessionBranch,
+  stashWorktreeChanges,
   type UnpulledCommitsOptions,
   unpulledCommits,
   worktreePath,

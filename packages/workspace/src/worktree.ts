@@ -227,3 +227,35 @@ export async function unpulledCommits(opts: UnpulledCommitsOptions): Promise<num
   const n = Number(out.trim());
   return Number.isFinite(n) ? n : 1;
 }
+
+/**
+ * Before a pull moves the session branch, the session worktree's own uncommitted state (normally the copy
+ * of the user's changes that was shipped at create) is put aside as a stash, so the branch can move and
+ * nothing is lost. Returns true when something was stashed.
+ */
+export async function stashWorktreeChanges(opts: {
+  home: string;
+  name: string;
+  signal?: AbortSignal;
+}): Promise<boolean> {
+  const wt = worktreePath(opts.home, opts.name);
+  const status = await tryRun(wt, ['status', '--porcelain'], { signal: opts.signal });
+  if (status === null || status.trim() === '') return false;
+  await run(
+    wt,
+    [
+      '-c',
+      'user.name=clauderon',
+      '-c',
+      'user.email=clauderon@localhost',
+      'stash',
+      'push',
+      '--include-untracked',
+      '--quiet',
+      '-m',
+      `clauderon: ${opts.name} worktree state before pull`,
+    ],
+    { signal: opts.signal },
+  );
+  return true;
+}

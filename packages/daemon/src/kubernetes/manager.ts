@@ -35,6 +35,7 @@ import {
   podReceiveScript,
   removeWorktree,
   sessionBranch,
+  stashWorktreeChanges,
   unpulledCommits,
   worktreePath,
 } from '@clauderon/workspace';
@@ -42,8 +43,8 @@ import { Log, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { Emit, SessionBackend } from '../backend.js';
-import type { SessionStore, StoredSession } from '../store.js';
 import { KeyedMutex } from '../keyed-mutex.js';
+import type { SessionStore, StoredSession } from '../store.js';
 import { bridgeTerminal } from './attach.js';
 import { sessionView, specFromObject } from './session-view.js';
 import { Steps } from './steps.js';
@@ -226,7 +227,12 @@ export class KubernetesSessions implements SessionBackend {
           ),
         () =>
           this.#repoLock.run(spec.repo, () =>
-            removeWorktree({ repo: spec.repo, home: this.#d.paths.home, name: spec.name, deleteBranch: 'always' }),
+            removeWorktree({
+              repo: spec.repo,
+              home: this.#d.paths.home,
+              name: spec.name,
+              deleteBranch: 'always',
+            }),
           ),
       );
       spec.baseCommit = wt.baseCommit;
@@ -545,6 +551,8 @@ export class KubernetesSessions implements SessionBackend {
       );
     }
     emit({ type: 'progress', step: 'pull', message: `fetching ${spec.branch} from the pod` });
+    const local = this.#d.store.get(name);
+    const haveCommit = local?.pulledCommit ?? (spec.baseCommit || undefined);
     const stream = await this.#d.kube().execStream({
       namespace: spec.namespace,
       pod: pod.metadata!.name!,
@@ -552,17 +560,45 @@ export class KubernetesSessions implements SessionBackend {
       command: [
         'sh',
         '-c',
-        podBundleScript({ dir: repoDir(spec), branch: spec.branch, includeUncommitted: opts.uncommitted }),
+        podBundleScript({
+          dir: repoDir(spec),
+          branch: spec.branch,
+          includeUncommitted: opts.uncommitted,
+          ...(haveCommit ? { haveCommit } : {}),
+        }),
       ],
       signal,
     });
-    const result = await this.#repoLock.run(spec.repo, () => applyPulledBundle({
-      repo: spec.repo,
-      name,
-      input: stream.stdout,
-      ...(opts.force ? { force: true } : {}),
-      signal,
-    }));
+    const result = await this.#repoLock.run(spec.repo, async () => {
+      // The session worktree is clauderon's mirror of the session; its own uncommitted state (the copy of
+      // your changes shipped at create) is stashed, never discarded, so the branch can move.
+      if (await stashWorktreeChanges({ home: this.#d.paths.home, name, signal })) {
+        emit({
+          type: 'progress',
+          step: 'pull',
+          message: `stashed the session worktree's uncommitted changes (git stash list)`,
+        });
+      }
+      try {
+        return await applyPulledBundle({
+          repo: spec.repo,
+          name,
+          input: stream.stdout,
+          ...(opts.force ? { force: true } : {}),
+          signal,
+        });
+      } catch (e) {
+        // A failing pod script shows up here as a short payload: its own message says what went wrong.
+        const done = await stream.done.catch(() => undefined);
+        if (done && done.exitCode !== 0) {
+          throw new ClauderonError(
+            'PULL_FAILED',
+            `the pod could not bundle ${spec.branch} (exit ${done.exitCode}): ${done.stderr.toString('utf8').trim().slice(-1000)}`,
+          );
+        }
+        throw e;
+      }
+    });
     const done = await stream.done;
     if (done.exitCode !== 0) {
       throw new ClauderonError(
@@ -570,7 +606,6 @@ export class KubernetesSessions implements SessionBackend {
         `the pod could not bundle ${spec.branch} (exit ${done.exitCode}): ${done.stderr.toString('utf8').trim().slice(-1000)}`,
       );
     }
-    const local = this.#d.store.get(name);
     if (local) await this.#d.store.put({ ...local, pulledCommit: result.head });
     emit({
       type: 'progress',
