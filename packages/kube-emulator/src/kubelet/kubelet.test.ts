@@ -12,6 +12,9 @@ import {
   startHarness,
 } from './test-support/harness.js';
 
+/** Mount namespaces and uid switching need root (CI runs as root). */
+const NEEDS_ROOT = process.getuid?.() === 0 ? false : 'needs root for mount namespaces';
+
 describe('kubelet with a fake store', () => {
   let h: Harness;
   before(async () => {
@@ -170,7 +173,7 @@ describe('kubelet with a fake store', () => {
     h.store.delete('pods', 'default', 'crash', 1);
   });
 
-  test('init containers, volumes and a failing image', async () => {
+  test('init containers, volumes and a failing image', { skip: NEEDS_ROOT }, async () => {
     h.store.create('storageclasses', {
       apiVersion: 'storage.k8s.io/v1',
       kind: 'StorageClass',
@@ -241,7 +244,11 @@ describe('kubelet with a fake store', () => {
       'cat /tmp/kubelet-test-mnt/cfg/a.txt; echo; ls /tmp/kubelet-test-mnt/work; echo $NAME; touch /tmp/x && echo tmp-ok; touch /tmp/kubelet-test-mnt/cfg/no 2>/dev/null || echo ro',
     ]);
     // The init container wrote into the claim through another mountPath; the main container sees it at /work.
-    assert.equal(r.stdout.toString(), 'A\nf\nvol\ntmp-ok\nro\n');
+    assert.equal(
+      r.stdout.toString(),
+      'A\nf\nvol\ntmp-ok\nro\n',
+      `stderr: ${r.stderr} status: ${JSON.stringify(r.status)}`,
+    );
     assert.ok(existsSync(`${h.stateDir}/volumes/${claim?.metadata.uid}/f`));
     assert.equal(readFileSync(`${h.stateDir}/volumes/${claim?.metadata.uid}/f`, 'utf8'), 'from-init\n');
     h.store.delete('pods', 'default', 'vol', 1);
@@ -281,7 +288,9 @@ describe('init container failures and claims', () => {
     h.store.delete('pods', 'default', 'init-loop', 1);
   });
 
-  test('a pod created on the node binds its claim; deleting the claim removes its data', async () => {
+  test('a pod created on the node binds its claim; deleting the claim removes its data', {
+    skip: NEEDS_ROOT,
+  }, async () => {
     const claim = h.store.create('persistentvolumeclaims', {
       apiVersion: 'v1',
       kind: 'PersistentVolumeClaim',
@@ -425,7 +434,7 @@ describe('logs and shutdown', () => {
     assert.equal(since, 'one\ntwo\nthree\n');
   });
 
-  test('processes that escape the process group go with the container', async () => {
+  test('processes that escape the process group go with the container', { skip: NEEDS_ROOT }, async () => {
     const { execFileSync } = await import('node:child_process');
     const count = (arg: string): number => {
       try {
