@@ -13,7 +13,10 @@ describe('kubernetes backend end to end (real CLI → daemon → emulator)', () 
   let c: TestCluster;
   let repo: { dir: string; cleanup: () => void };
   before(async () => {
-    c = await startCluster({ emulator: { failImagePattern: /does-not-exist/ } });
+    c = await startCluster({
+      emulator: { failImagePattern: /does-not-exist/ },
+      env: { ANTHROPIC_API_KEY: 'sk-e2e-not-a-real-key' },
+    });
     repo = await makeRepo();
   });
   after(async () => {
@@ -92,6 +95,19 @@ describe('kubernetes backend end to end (real CLI → daemon → emulator)', () 
     const table = await c.cli(['ls']);
     assert.match(table.stdout, /^NAME\s+PHASE\s+AGENT/m);
     assert.match(table.stdout, /e2e-one\s+Running\s+running/);
+  });
+
+  test('doctor checks the cluster, the proxy, and from inside the pod the proxy and its CA', async () => {
+    const r = await c.cli(['doctor', 'e2e-one']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /✓ cluster/);
+    assert.match(r.stdout, /✓ proxy: listening/);
+    assert.match(r.stdout, /✓ session e2e-one: proxy reachable from the pod/);
+    assert.match(r.stdout, /✓ session e2e-one: TLS through the proxy trusted/);
+    const ca = await c.cli(['proxy', 'ca']);
+    assert.equal(ca.code, 0);
+    assert.match(ca.stdout, /^-----BEGIN CERTIFICATE-----/);
+    assert.doesNotMatch(ca.stdout, /PRIVATE KEY/);
   });
 
   test('attach: type, see the agent answer, resize, detach, reattach and see the screen, pull, then exit code', async () => {

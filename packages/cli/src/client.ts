@@ -91,6 +91,29 @@ export class DaemonClient {
     return this.#json('GET', `/sessions/${encodeURIComponent(name)}`, undefined, signal);
   }
 
+  async doctor(
+    session: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<Array<{ name: string; ok: boolean; detail: string; hint?: string }>> {
+    return (
+      await this.#json<{ checks: Array<{ name: string; ok: boolean; detail: string; hint?: string }> }>(
+        'POST',
+        '/doctor',
+        session === undefined ? {} : { session },
+        signal,
+      )
+    ).checks;
+  }
+
+  async proxyCa(signal?: AbortSignal): Promise<string> {
+    const { status, stream } = await this.#request('GET', '/proxy/ca', undefined, signal);
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    if (status >= 400) throw ClauderonError.fromBody(JSON.parse(text) as ErrorBody);
+    return text;
+  }
+
   gc(remove: boolean, signal?: AbortSignal): Promise<{ orphans: string[]; removed: string[] }> {
     return this.#json('POST', '/gc', { remove }, signal);
   }

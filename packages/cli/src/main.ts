@@ -301,6 +301,52 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
       io.stderr.write(`Removed ${done.removed.length} objects.\n`);
     });
 
+  const proxy = program.command('proxy').description('The credential proxy');
+  proxy
+    .command('ca')
+    .description(
+      "Print the proxy's CA certificate (what session pods trust; the key never leaves this machine)",
+    )
+    .action(async () => {
+      io.stdout.write(await client().proxyCa(interrupt.signal));
+    });
+
+  program
+    .command('doctor [session]')
+    .description(
+      'Check the set-up: kubeconfig, cluster permissions, the proxy, and (with a session) that its pod reaches the proxy and trusts its CA',
+    )
+    .option('-o, --output <format>', 'output format: json')
+    .option('--json', 'same as -o json')
+    .action(async (session: string | undefined, o: { output?: string; json?: boolean }) => {
+      if (session !== undefined) validateSessionName(session);
+      const health = await client().health(interrupt.signal);
+      const checks = [
+        {
+          name: 'daemon',
+          ok: true,
+          detail: `clauderon ${health.version} (pid ${health.pid}) on ${paths().socket}`,
+        },
+        ...(await client().doctor(session, interrupt.signal)),
+      ];
+      if (wantsJson(o)) json(io, { checks });
+      else {
+        for (const c of checks) {
+          io.stdout.write(
+            `${c.ok ? paint(io, '32', '✓', 'stdout') : paint(io, '31', '✗', 'stdout')} ${c.name}: ${c.detail}\n`,
+          );
+          if (!c.ok && 'hint' in c && c.hint) io.stdout.write(`  hint: ${c.hint}\n`);
+        }
+      }
+      const failed = checks.filter((c) => !c.ok);
+      if (failed.length > 0) {
+        throw new ClauderonError(
+          'CHECKS_FAILED',
+          `${failed.length} check(s) failed: ${failed.map((c) => c.name).join(', ')}`,
+        );
+      }
+    });
+
   const config = program.command('config').description('Show the configuration');
   config
     .command('show')

@@ -234,6 +234,21 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     }
   });
 
+  app.post(`${API_PREFIX}/doctor`, async (req) => {
+    const session = (req.body as { session?: unknown } | undefined)?.session;
+    if (session !== undefined && typeof session !== 'string')
+      throw new ClauderonError('INVALID_INPUT', 'session must be a string');
+    if (session !== undefined) validateSessionName(session);
+    return {
+      checks: await backend.doctor(session === undefined ? {} : { session }, AbortSignal.timeout(60_000)),
+    };
+  });
+
+  app.get(`${API_PREFIX}/proxy/ca`, async (_req, reply) => {
+    void reply.type('application/x-pem-file');
+    return backend.proxyCa();
+  });
+
   app.post(`${API_PREFIX}/gc`, async (req) => {
     const remove = (req.body as { remove?: boolean } | undefined)?.remove === true;
     return backend.gc({ remove }, AbortSignal.timeout(120_000));

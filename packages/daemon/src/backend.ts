@@ -4,6 +4,13 @@ import type { WebSocket } from 'ws';
 
 export type Emit = (e: ProgressEvent) => void;
 
+export interface DoctorCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+  hint?: string;
+}
+
 /** A place sessions run. The daemon's routes talk only to this interface. */
 export interface SessionBackend {
   /** Rebuilds sessions from the backend's truth and finishes or rolls back interrupted work. */
@@ -28,6 +35,10 @@ export interface SessionBackend {
   attach(name: string, ws: WebSocket, size: { cols: number; rows: number }): Promise<void>;
   /** Objects that belong to no session; with `remove`, deletes them. */
   gc(opts: { remove: boolean }, signal: AbortSignal): Promise<{ orphans: string[]; removed: string[] }>;
+  /** Health checks of the set-up (cluster, proxy, and optionally one session's pod). */
+  doctor(opts: { session?: string }, signal: AbortSignal): Promise<DoctorCheck[]>;
+  /** The proxy's CA certificate (PEM), for `clauderon proxy ca`. */
+  proxyCa(): Promise<string>;
   /** Stops background work; in-flight operations have been aborted or finished by then. */
   stop(): Promise<void>;
 }

@@ -42,6 +42,19 @@ export function disabledBackend(): SessionBackend {
     async gc() {
       throw disabled();
     },
+    async doctor() {
+      return [
+        {
+          name: 'kubernetes backend',
+          ok: false,
+          detail: 'disabled',
+          hint: 'clauderon daemon --enable-kubernetes-backend',
+        },
+      ];
+    },
+    async proxyCa() {
+      throw disabled();
+    },
     async stop() {},
   };
 }

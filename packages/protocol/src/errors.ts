@@ -32,6 +32,7 @@ export const ErrorCodes = {
   PULL_FAILED: { code: 'CLAUDERON_E_PULL_FAILED', exit: 11 },
   TIMEOUT: { code: 'CLAUDERON_E_TIMEOUT', exit: 12 },
   PROXY: { code: 'CLAUDERON_E_PROXY', exit: 13 },
+  CHECKS_FAILED: { code: 'CLAUDERON_E_CHECKS_FAILED', exit: 14 },
   CANCELLED: { code: 'CLAUDERON_E_CANCELLED', exit: 130 },
   INTERNAL: { code: 'CLAUDERON_E_INTERNAL', exit: 1 },
 } as const;

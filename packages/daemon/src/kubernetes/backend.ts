@@ -73,6 +73,9 @@ async function startSessionProxy(ctx: BackendContext): Promise<{ proxy: SessionP
     async revoke(session) {
       tokens.revoke(session);
     },
+    caPem: ca.certPem,
+    localUrl: server.url,
+    podUrl,
   };
   logger.info({ listen: server.url, podUrl }, 'credential proxy listening');
   return { proxy, server };

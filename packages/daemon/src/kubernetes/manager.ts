@@ -42,7 +42,7 @@ import {
 import { Log, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import type { Emit, SessionBackend } from '../backend.js';
+import type { DoctorCheck, Emit, SessionBackend } from '../backend.js';
 import { KeyedMutex } from '../keyed-mutex.js';
 import type { SessionStore, StoredSession } from '../store.js';
 import { bridgeTerminal } from './attach.js';
@@ -56,6 +56,11 @@ export interface SessionProxy {
     session: string,
   ): Promise<{ secretEnv: Record<string, string>; plainEnv: Record<string, string>; caBundlePem: string }>;
   revoke(session: string): Promise<void>;
+  /** The CA certificate pods must trust (PEM, certificate only). */
+  readonly caPem: string;
+  /** How the daemon reaches the proxy, and how pods do. */
+  readonly localUrl: string;
+  readonly podUrl: string;
 }
 
 export interface ManagerDeps {
@@ -813,6 +818,145 @@ export class KubernetesSessions implements SessionBackend {
       }
     }
     return { orphans: orphans.map((o) => o.label), removed };
+  }
+
+  async proxyCa(): Promise<string> {
+    if (!this.#d.proxy) {
+      throw new ClauderonError('PROXY', 'the credential proxy is disabled', {
+        hint: 'set [proxy] enabled = true',
+      });
+    }
+    return this.#d.proxy.caPem;
+  }
+
+  async doctor(opts: { session?: string }, signal: AbortSignal): Promise<DoctorCheck[]> {
+    const checks: DoctorCheck[] = [];
+    const check = async (name: string, fn: () => Promise<string>) => {
+      try {
+        checks.push({ name, ok: true, detail: await fn() });
+        return true;
+      } catch (e) {
+        const err = e as ClauderonError;
+        checks.push({ name, ok: false, detail: err.message, ...(err.hint ? { hint: err.hint } : {}) });
+        return false;
+      }
+    };
+    let kube: KubeClient | undefined;
+    const kubeOk = await check('kubeconfig', async () => {
+      kube = this.#d.kube();
+      const ctx = kube.kubeConfig.getCurrentContext();
+      return `context ${ctx}, server ${kube.kubeConfig.getCurrentCluster()?.server ?? '?'}`;
+    });
+    if (kubeOk && kube) {
+      const k = this.#config.kubernetes;
+      const probe: SessionSpec = {
+        name: 'doctor',
+        backend: 'kubernetes',
+        namespace: k.namespace,
+        repo: '/',
+        repoName: 'repo',
+        branch: 'clauderon/doctor',
+        baseCommit: '',
+        prompt: '',
+        image: k.image,
+        pullPolicy: k.image_pull_policy,
+        resources: {},
+        ...(k.storage_class ? { storageClass: k.storage_class } : {}),
+        storageSize: k.storage_size,
+        includeUncommitted: false,
+        createdAt: new Date().toISOString(),
+      };
+      await check('cluster', async () => {
+        await kube!.preflight(probe, this.#config, { signal });
+        return `namespace ${k.namespace} ready; permissions to create sessions granted`;
+      });
+    }
+    const proxy = this.#d.proxy;
+    if (!proxy) {
+      checks.push({
+        name: 'proxy',
+        ok: true,
+        detail: 'disabled by [proxy] enabled = false: pods get no credentials',
+      });
+    } else {
+      await check('proxy', async () => {
+        const res = await fetch(`${proxy.localUrl}/health`, {
+          signal: AbortSignal.any([signal, AbortSignal.timeout(5000)]),
+        });
+        if (!res.ok) throw new ClauderonError('PROXY', `the proxy answered ${res.status} on /health`);
+        return `listening on ${proxy.localUrl}; pods use ${proxy.podUrl}`;
+      });
+    }
+    if (opts.session !== undefined && kube && proxy) {
+      const name = opts.session;
+      const found = await this.#find(name, signal);
+      const pod = found.pod;
+      if (!pod || !agentRunning(pod)) {
+        checks.push({
+          name: `session ${name}`,
+          ok: false,
+          detail: 'the agent container is not running',
+          hint: `clauderon status ${name}`,
+        });
+        return checks;
+      }
+      const inPod = (script: string) =>
+        kube!.exec({
+          namespace: found.spec.namespace,
+          pod: pod.metadata!.name!,
+          container: AGENT_CONTAINER,
+          command: ['sh', '-c', script],
+          signal,
+        });
+      await check(`session ${name}: CA`, async () => {
+        const r = await inPod(`cat ${CA_FILE_PATH}`);
+        if (r.exitCode !== 0) throw new ClauderonError('PROXY', `cannot read ${CA_FILE_PATH} in the pod`);
+        const body = (p: string) => p.replace(/\s+/g, '');
+        if (!body(r.stdout.toString('utf8')).includes(body(proxy.caPem))) {
+          throw new ClauderonError(
+            'PROXY',
+            `${CA_FILE_PATH} in the pod does not hold this daemon's proxy CA`,
+            {
+              hint: 'the CA changed since the session was created: re-create the session',
+            },
+          );
+        }
+        return `${CA_FILE_PATH} holds the proxy CA`;
+      });
+      await check(`session ${name}: proxy reachable from the pod`, async () => {
+        const r = await inPod(
+          `curl -sS --noproxy '*' -m 5 -o /dev/null -w '%{http_code}' "${proxy.podUrl}/health" 2>&1 || wget -q -T 5 -O /dev/null "${proxy.podUrl}/health" 2>&1`,
+        );
+        const out = r.stdout.toString('utf8').trim();
+        if (r.exitCode !== 0 || (out !== '' && out !== '200')) {
+          throw new ClauderonError(
+            'PROXY',
+            `the pod cannot reach the proxy at ${proxy.podUrl}: ${out || r.stderr.toString('utf8').trim()}`,
+            {
+              hint: 'set [proxy] pod_url to an address pods can reach (host gateway, NodePort…) — see docs/real-clusters.md',
+            },
+          );
+        }
+        return `${proxy.podUrl}/health answered from inside the pod`;
+      });
+      await check(`session ${name}: TLS through the proxy trusted`, async () => {
+        const r = await inPod(
+          `curl -sS -m 10 -o /dev/null -w '%{ssl_verify_result}' https://api.anthropic.com/ 2>/dev/null; echo " $?"`,
+        );
+        const [verify, code] = r.stdout.toString('utf8').trim().split(/\s+/);
+        if (code === '60' || code === '35' || (verify !== undefined && verify !== '0')) {
+          throw new ClauderonError(
+            'PROXY',
+            `TLS through the proxy is not trusted in the pod (curl exit ${code}, verify ${verify})`,
+            {
+              hint: 'check that SSL_CERT_FILE / CURL_CA_BUNDLE point at the mounted CA bundle',
+            },
+          );
+        }
+        return 'curl in the pod trusts the proxy CA';
+      });
+    }
+    return checks;
   }
 
   async stop(): Promise<void> {}
