@@ -16,11 +16,18 @@ const git = (...args) => {
 
 process.stdout.write(`demo-agent ready in ${process.cwd()}\r\n`);
 process.stdout.write(`task: ${prompt}\r\n`);
-process.stdout.write(`branch: ${git('rev-parse', '--abbrev-ref', 'HEAD')}  head: ${git('log', '-1', '--format=%h %s')}\r\n`);
+process.stdout.write(
+  `branch: ${git('rev-parse', '--abbrev-ref', 'HEAD')}  head: ${git('log', '-1', '--format=%h %s')}\r\n`,
+);
 const dirty = git('status', '--porcelain');
 process.stdout.write(`uncommitted changes: ${dirty === '' ? 0 : dirty.split('\n').length}\r\n`);
 
-const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: 'agent> ', terminal: true });
+const rl = createInterface({
+  input: process.stdin,
+  output: process.stdout,
+  prompt: 'agent> ',
+  terminal: true,
+});
 rl.prompt();
 rl.on('line', (line) => {
   const text = line.trim();
@@ -32,7 +39,9 @@ rl.on('line', (line) => {
   const commit = /^commit\s+(.+)$/.exec(text);
   if (commit) {
     git('add', '-A');
-    process.stdout.write(`${git('-c', 'user.name=demo-agent', '-c', 'user.email=agent@clauderon.invalid', 'commit', '-q', '-m', commit[1])}\r\n`);
+    process.stdout.write(
+      `${git('-c', 'user.name=demo-agent', '-c', 'user.email=agent@clauderon.invalid', 'commit', '-q', '-m', commit[1])}\r\n`,
+    );
     process.stdout.write(`committed: ${git('log', '-1', '--format=%h %s')}\r\n`);
   } else if (text === 'size') {
     process.stdout.write(`terminal size: ${process.stdout.columns}x${process.stdout.rows}\r\n`);
@@ -42,4 +51,6 @@ rl.on('line', (line) => {
   rl.prompt();
 });
 rl.on('close', () => process.exit(0));
-process.stdout.on('resize', () => process.stdout.write(`\r\n[resized to ${process.stdout.columns}x${process.stdout.rows}]\r\n`));
+process.stdout.on('resize', () =>
+  process.stdout.write(`\r\n[resized to ${process.stdout.columns}x${process.stdout.rows}]\r\n`),
+);

@@ -29,7 +29,6 @@ export class PtyCli {
 
   /** Output with terminal escape sequences removed, for matching. */
   get text(): string {
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping escape sequences
     return this.#out.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[=>78]|\r/g, '');
   }
 

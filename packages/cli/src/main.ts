@@ -454,7 +454,6 @@ function buildCreateRequest(
       },
     );
   }
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
   if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(prompt) || prompt.includes('\ufffd')) {
     throw new ClauderonError('USAGE', 'the prompt contains control characters or is not valid UTF-8', {
       hint: 'remove terminal escape codes and binary data from the prompt',

@@ -121,7 +121,6 @@ export function quantityToNumber(q: string): number {
 
 /** Shows control characters visibly so error messages never write raw escapes to a terminal. */
 export function printable(s: string, max = 80): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
   const out = s.replace(
     /[\u0000-\u001f\u007f-\u009f]/g,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
