@@ -233,8 +233,8 @@ describe('kubelet through the API server with real clients', () => {
             {
               name: 'prep',
               image: 'alpine',
-              command: ['sh', '-c', 'echo prepared > /tmp/kubelet-it/ws/state'],
-              volumeMounts: [{ name: 'ws', mountPath: '/tmp/kubelet-it/ws' }],
+              command: ['sh', '-c', `echo prepared > ${dir}/ws/state`],
+              volumeMounts: [{ name: 'ws', mountPath: `${dir}/ws` }],
             },
           ],
           containers: [
@@ -242,7 +242,7 @@ describe('kubelet through the API server with real clients', () => {
               name: 'main',
               image: 'alpine',
               command: ['sleep', '300'],
-              volumeMounts: [{ name: 'ws', mountPath: '/tmp/kubelet-it/ws' }],
+              volumeMounts: [{ name: 'ws', mountPath: `${dir}/ws` }],
             },
           ],
           volumes: [{ name: 'ws', persistentVolumeClaim: { claimName: 'ws' } }],
@@ -254,10 +254,7 @@ describe('kubelet through the API server with real clients', () => {
     const claim = await core.readNamespacedPersistentVolumeClaim({ name: 'ws', namespace: 'default' });
     assert.equal(claim.status?.phase, 'Bound');
     assert.equal(claim.metadata?.annotations?.['volume.kubernetes.io/selected-node'], 'emulator-node');
-    assert.equal(
-      (await kubectl(['exec', 'agent', '--', 'cat', '/tmp/kubelet-it/ws/state'])).stdout,
-      'prepared\n',
-    );
+    assert.equal((await kubectl(['exec', 'agent', '--', 'cat', `${dir}/ws/state`])).stdout, 'prepared\n');
     const get = await kubectl(['get', 'pod', 'agent']);
     assert.match(get.stdout, /agent\s+1\/1\s+Running\s+0/);
 

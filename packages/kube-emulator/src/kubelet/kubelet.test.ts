@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import {
   containerState,
@@ -11,6 +11,10 @@ import {
   rawExec,
   startHarness,
 } from './test-support/harness.js';
+
+/** Where test containers mount volumes (mountpoints are created on the host); removed after the file. */
+const MNT = `/tmp/kubelet-test-mnt-${process.pid}`;
+after(() => rmSync(MNT, { recursive: true, force: true }));
 
 /** Mount namespaces and uid switching need root (CI runs as root). */
 const NEEDS_ROOT = process.getuid?.() === 0 ? false : 'needs root for mount namespaces';
@@ -194,8 +198,8 @@ describe('kubelet with a fake store', () => {
           {
             name: 'init',
             image: 'x',
-            command: ['sh', '-c', 'echo from-init > /tmp/kubelet-test-mnt/work/f'],
-            volumeMounts: [{ name: 'data', mountPath: '/tmp/kubelet-test-mnt/work' }],
+            command: ['sh', '-c', `echo from-init > ${MNT}/work/f`],
+            volumeMounts: [{ name: 'data', mountPath: `${MNT}/work` }],
           },
         ],
         containers: [
@@ -205,8 +209,8 @@ describe('kubelet with a fake store', () => {
             command: ['sleep', '60'],
             env: [{ name: 'NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
             volumeMounts: [
-              { name: 'data', mountPath: '/tmp/kubelet-test-mnt/work' },
-              { name: 'cfg', mountPath: '/tmp/kubelet-test-mnt/cfg' },
+              { name: 'data', mountPath: `${MNT}/work` },
+              { name: 'cfg', mountPath: `${MNT}/cfg` },
               { name: 'scratch', mountPath: '/tmp' },
             ],
           },
@@ -241,7 +245,7 @@ describe('kubelet with a fake store', () => {
     const r = await rawExec(h.base, 'vol', [
       'sh',
       '-c',
-      'cat /tmp/kubelet-test-mnt/cfg/a.txt; echo; ls /tmp/kubelet-test-mnt/work; echo $NAME; touch /tmp/x && echo tmp-ok; touch /tmp/kubelet-test-mnt/cfg/no 2>/dev/null || echo ro',
+      `cat ${MNT}/cfg/a.txt; echo; ls ${MNT}/work; echo $NAME; touch /tmp/x && echo tmp-ok; touch ${MNT}/cfg/no 2>/dev/null || echo ro`,
     ]);
     // The init container wrote into the claim through another mountPath; the main container sees it at /work.
     assert.equal(
@@ -307,8 +311,8 @@ describe('init container failures and claims', () => {
           {
             name: 'main',
             image: 'x',
-            command: ['sh', '-c', 'echo kept > /tmp/kubelet-test-mnt/direct/f'],
-            volumeMounts: [{ name: 'd', mountPath: '/tmp/kubelet-test-mnt/direct' }],
+            command: ['sh', '-c', `echo kept > ${MNT}/direct/f`],
+            volumeMounts: [{ name: 'd', mountPath: `${MNT}/direct` }],
           },
         ],
         volumes: [{ name: 'd', persistentVolumeClaim: { claimName: 'direct' } }],

@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
 import { parseResize } from './streams.js';
 import { containerState, type Harness, phaseOf, pod, rawExec, startHarness } from './test-support/harness.js';
+
+/** Where test containers mount volumes (mountpoints are created on the host); removed after the file. */
+const MNT = `/tmp/kubelet-test-mnt-${process.pid}`;
+after(() => rmSync(MNT, { recursive: true, force: true }));
 
 /** Mount namespaces and uid switching need root (CI runs as root). */
 const NEEDS_ROOT = process.getuid?.() === 0 ? false : 'needs root for mount namespaces';
@@ -172,11 +177,11 @@ describe('exec streams', () => {
           {
             name: 'main',
             image: 'x',
-            command: ['sh', '-c', 'id -u > /tmp/kubelet-test-mnt/data/who; exec sleep 300'],
-            workingDir: '/tmp/kubelet-test-mnt/data',
+            command: ['sh', '-c', `id -u > ${MNT}/data/who; exec sleep 300`],
+            workingDir: `${MNT}/data`,
             volumeMounts: [
-              { name: 'data', mountPath: '/tmp/kubelet-test-mnt/data' },
-              { name: 'cfg', mountPath: '/tmp/kubelet-test-mnt/one.conf', subPath: 'one.conf' },
+              { name: 'data', mountPath: `${MNT}/data` },
+              { name: 'cfg', mountPath: `${MNT}/one.conf`, subPath: 'one.conf' },
             ],
           },
         ],
@@ -204,7 +209,7 @@ describe('exec streams', () => {
       '-c',
       'id -u; id -g; pwd; cat who; cat ../one.conf; touch mine && echo wrote',
     ]);
-    assert.equal(r.stdout.toString(), '1234\n2345\n/tmp/kubelet-test-mnt/data\n1234\nsecret-onewrote\n');
+    assert.equal(r.stdout.toString(), `1234\n2345\n${MNT}/data\n1234\nsecret-onewrote\n`);
   });
 
   test('attach joins the main process; several attachers see its output', async () => {
