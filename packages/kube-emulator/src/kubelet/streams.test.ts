@@ -258,6 +258,42 @@ describe('exec streams', () => {
     assert.equal(containerState(p)?.lastState.terminated.exitCode, 42);
   });
 
+  test('attach to a tty container: input, resize and output on one terminal', async () => {
+    h.store.create(
+      'pods',
+      pod('term', {
+        containers: [
+          {
+            name: 'main',
+            image: 'x',
+            stdin: true,
+            tty: true,
+            command: ['sh', '-c', 'while read l; do echo "size $(stty size) $l"; done'],
+          },
+        ],
+      }),
+    );
+    await h.store.waitFor('pods', 'default', 'term', (o) => phaseOf(o) === 'Running');
+    const ws = new WebSocket(
+      `ws://${h.base}/api/v1/namespaces/default/pods/term/attach?container=main&stdin=true&stdout=true&tty=true`,
+      ['v5.channel.k8s.io'],
+    );
+    let out = '';
+    ws.on('message', (d: Buffer) => {
+      if (d[0] === 1) out += d.subarray(1).toString();
+    });
+    await new Promise((r) => ws.on('open', r));
+    ws.send(Buffer.concat([Buffer.from([4]), Buffer.from('{"Width":132,"Height":43}')]));
+    await new Promise((r) => setTimeout(r, 100));
+    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('hi\r')]));
+    for (let i = 0; i < 200 && !out.includes('size 43 132 hi'); i++)
+      await new Promise((r) => setTimeout(r, 10));
+    assert.match(out, /size 43 132 hi/);
+    ws.close();
+    const log = await (await fetch(`http://${h.base}/api/v1/namespaces/default/pods/term/log`)).text();
+    assert.match(log, /size 43 132 hi/);
+  });
+
   test('tty exec: client disconnect hangs up the process', async () => {
     const ws = execSocket(
       h.base,
