@@ -1,10 +1,12 @@
 import type { IncomingMessage } from 'node:http';
+import { isAbsolute } from 'node:path';
 import {
   API_PREFIX,
   API_VERSION,
   ClauderonError,
   CreateSessionRequest,
   type ProgressEvent,
+  printable,
   VERSION,
   validateSessionName,
 } from '@clauderon/protocol';
@@ -117,6 +119,25 @@ async function streamOperation<T>(
   }
 }
 
+/** What the schema cannot say: the same prompt and repository rules the CLI applies before sending. */
+function checkCreateBody(body: CreateSessionRequest): void {
+  if (!isAbsolute(body.repo)) {
+    throw new ClauderonError('REPO_INVALID', `repository path "${printable(body.repo)}" is not absolute`, {
+      hint: 'send the absolute path of a local git repository',
+    });
+  }
+  if (body.prompt.trim() === '') throw new ClauderonError('INVALID_INPUT', 'the prompt is empty');
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(body.prompt) || body.prompt.includes('\ufffd')) {
+    throw new ClauderonError(
+      'INVALID_INPUT',
+      'the prompt contains control characters or is not valid UTF-8',
+      {
+        hint: 'remove terminal escape codes and binary data from the prompt',
+      },
+    );
+  }
+}
+
 function sessionName(req: FastifyRequest): string {
   return validateSessionName((req.params as { name: string }).name);
 }
@@ -130,6 +151,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       { level: 'warn' },
     ) as unknown as FastifyBaseLogger,
     bodyLimit: 4 * 1024 * 1024,
+    // The API is strict: unknown fields and wrong types are refused, never dropped or coerced.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
   const started = Date.now();
 
@@ -162,6 +185,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.post(`${API_PREFIX}/sessions`, { schema: { body: CreateSessionRequest } }, async (req, reply) => {
     const body = req.body as CreateSessionRequest;
     if (body.name !== undefined) validateSessionName(body.name);
+    checkCreateBody(body);
     await streamOperation(
       req,
       reply,
@@ -188,7 +212,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
         await backend.delete(name, { force }, emit, signal);
         return name;
       },
-      () => ({ type: 'progress', step: 'done', message: `session ${name} deleted` }),
+      () => ({ type: 'done', message: `session ${name} deleted` }),
     );
   });
 
@@ -202,7 +226,11 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       `pull ${name}`,
       (emit, signal) =>
         backend.pull(name, { uncommitted: q.uncommitted === true, force: q.force === true }, emit, signal),
-      (r) => ({ type: 'progress', step: 'done', message: JSON.stringify(r) }),
+      (r) => ({
+        type: 'done',
+        message: `${r.commits} new commit(s) on clauderon/${name}, now at ${r.head.slice(0, 12)}${r.uncommittedApplied ? '; uncommitted changes applied to the session worktree' : ''}`,
+        data: r,
+      }),
     );
   });
 
