@@ -29,7 +29,7 @@ export class PtyCli {
 
   /** Output with terminal escape sequences removed, for matching. */
   get text(): string {
-    return this.#out.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[=>78]|\r/g, '');
+    return this.#out.replace(/\x1b\[[0-9;?<=>]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[=>78]|\r/g, '');
   }
 
   /** Marks the current output position; waitFor(…, {since}) only looks after it. */

@@ -140,6 +140,7 @@ export class DaemonClient {
         if (e.type === 'error') throw ClauderonError.fromBody(e.error as ErrorBody);
         last = e;
         if (e.type === 'progress') yield e;
+        else break;
       }
     } catch (e) {
       if (signal?.aborted) throw new ClauderonError('CANCELLED', 'cancelled');

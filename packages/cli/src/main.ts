@@ -251,25 +251,35 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     .description("Bring the session branch's commits back into your local repository")
     .option('--uncommitted', "also apply the pod's uncommitted changes to the local worktree")
     .option('--force', 'allow a non-fast-forward update of the local session branch')
-    .action(async (name: string, o: { uncommitted?: boolean; force?: boolean }) => {
-      validateSessionName(name);
-      const progress = new ProgressRenderer(io);
-      const events = client().stream(
-        'POST',
-        `/sessions/${name}/pull`,
-        { uncommitted: o.uncommitted === true, force: o.force === true },
-        interrupt.signal,
-      );
-      for (;;) {
-        const n = await events.next();
-        if (n.done) {
-          if (n.value.type === 'progress') io.stdout.write(`${n.value.message}\n`);
-          break;
+    .option('-o, --output <format>', 'output format: json')
+    .option('--json', 'same as -o json')
+    .action(
+      async (
+        name: string,
+        o: { uncommitted?: boolean; force?: boolean; output?: string; json?: boolean },
+      ) => {
+        validateSessionName(name);
+        const progress = new ProgressRenderer(io);
+        const events = client().stream(
+          'POST',
+          `/sessions/${name}/pull`,
+          { uncommitted: o.uncommitted === true, force: o.force === true },
+          interrupt.signal,
+        );
+        for (;;) {
+          const n = await events.next();
+          if (n.done) {
+            progress.done();
+            if (n.value.type === 'done') {
+              if (wantsJson(o)) json(io, n.value.data);
+              else io.stdout.write(`${n.value.message}\n`);
+            }
+            break;
+          }
+          progress.event(n.value);
         }
-        progress.event(n.value);
-      }
-      progress.done();
-    });
+      },
+    );
 
   program
     .command('gc')

@@ -112,11 +112,13 @@ export type CreateStep = (typeof CreateSteps)[number];
 
 /**
  * Long operations answer with newline-delimited JSON events: any number of `progress`, then exactly one
- * `result` or `error`.
+ * `result`, `done` or `error`.
  */
 export type ProgressEvent =
   | { type: 'progress'; step: string; message: string; bytes?: { done: number; total: number } }
   | { type: 'result'; session: Session }
+  /** The end of an operation that yields no session (delete, pull): a one-line summary and its data. */
+  | { type: 'done'; message: string; data?: unknown }
   | { type: 'error'; error: Static<typeof ErrorBodySchema> };
 
 export const Health = Type.Object({

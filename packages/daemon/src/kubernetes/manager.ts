@@ -612,11 +612,6 @@ export class KubernetesSessions implements SessionBackend {
       );
     }
     if (local) await this.#d.store.put({ ...local, pulledCommit: result.head });
-    emit({
-      type: 'progress',
-      step: 'pull',
-      message: `${result.commits} new commit(s); ${spec.branch} is at ${result.head.slice(0, 12)}`,
-    });
     return result;
   }
 
@@ -690,7 +685,6 @@ export class KubernetesSessions implements SessionBackend {
         timeoutKey: 'kubernetes.timeouts.delete',
       });
       await this.#removeLocal(name, spec);
-      progress(`session ${name} deleted`);
     } finally {
       unlock();
     }
