@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import type { KObject } from '../contract.js';
 import {
   containerState,
   type Harness,
@@ -327,6 +328,61 @@ describe('init container failures and claims', () => {
     h.store.remove('persistentvolumeclaims', 'default', 'direct');
     for (let i = 0; i < 100 && existsSync(dir); i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(existsSync(dir), false);
+  });
+});
+
+describe('probes', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ timeScale: 0.005 });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test('a readiness probe gates Ready; a failing liveness probe restarts the container', async () => {
+    const ready = (o: KObject | undefined): string | undefined =>
+      loose(o?.status).conditions?.find((c: Loose) => c.type === 'Ready')?.status;
+    h.store.create(
+      'pods',
+      pod('probed', {
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: 'main',
+            image: 'x',
+            command: ['sh', '-c', 'touch /tmp/alive; exec sleep 300'],
+            volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+            readinessProbe: { exec: { command: ['test', '-f', '/tmp/ready'] }, periodSeconds: 1 },
+            livenessProbe: {
+              exec: { command: ['test', '-f', '/tmp/alive'] },
+              periodSeconds: 1,
+              failureThreshold: 2,
+            },
+          },
+        ],
+        volumes: [{ name: 'tmp', emptyDir: {} }],
+      }),
+    );
+    const running = await h.store.waitFor('pods', 'default', 'probed', (o) => phaseOf(o) === 'Running');
+    assert.equal(ready(running), 'False');
+    assert.equal(containerState(running)?.ready, false);
+    await rawExec(h.base, 'probed', ['touch', '/tmp/ready']);
+    await h.store.waitFor('pods', 'default', 'probed', (o) => ready(o) === 'True');
+    await rawExec(h.base, 'probed', ['rm', '/tmp/alive']);
+    const restarted = await h.store.waitFor(
+      'pods',
+      'default',
+      'probed',
+      (o) => containerState(o)?.restartCount === 1,
+    );
+    assert.equal(containerState(restarted)?.lastState.terminated.exitCode, 143);
+    assert.ok(
+      h.store.events.some((e) => e.reason === 'Unhealthy' && e.message.startsWith('Liveness probe failed')),
+    );
+    assert.ok(
+      h.store.events.some((e) => e.message === 'Container main failed liveness probe, will be restarted'),
+    );
   });
 });
 

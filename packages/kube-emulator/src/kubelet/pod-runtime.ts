@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { KObject, Store } from '../contract.js';
 import { DEFAULT_PATH, expand, resolveEnv } from './env.js';
 import { ContainerLog } from './logs.js';
+import { runProbe } from './probes.js';
 import {
   homeFor,
   type Launch,
@@ -458,6 +459,11 @@ export class PodRuntime {
     await waitForSetup(proc, sp);
     if (useNs) proc.holdNamespace();
     c.launch = launch;
+    const probes = {
+      startup: obj(c.spec.startupProbe),
+      readiness: obj(c.spec.readinessProbe),
+      liveness: obj(c.spec.livenessProbe),
+    };
     const containerID = `containerd://${randomBytes(32).toString('hex')}`;
     const startedAt = now();
     const image = str(c.spec.image) ?? '';
@@ -469,11 +475,15 @@ export class PodRuntime {
       containerID,
       imageID: `${image.includes('/') ? '' : 'docker.io/library/'}${image.split('@')[0]}@sha256:${'0'.repeat(64)}`,
       restartCount,
-      started: true,
-      ready: !c.init,
+      // With a startup probe the container is "started" only once it passes; with a readiness probe it is
+      // ready only once that passes; otherwise running means both.
+      started: !probes.startup,
+      ready: !c.init && !probes.startup && !probes.readiness,
       state: { running: { startedAt } },
     };
     this.publish();
+    if (!c.init && (probes.startup || probes.readiness || probes.liveness))
+      void this.probe(c, proc, launch, probes);
     if (this.aborted) proc.kill('SIGKILL');
     const real = await proc.exited;
     log.close();
@@ -496,6 +506,100 @@ export class PodRuntime {
     };
     if (this.aborted) return undefined;
     return exitCode;
+  }
+
+  /** Runs a container's probes while this run of it lasts, updating `started`/`ready` and restarting it. */
+  private async probe(
+    c: ContainerState,
+    proc: Proc,
+    launch: Launch,
+    probes: { startup: Json | undefined; readiness: Json | undefined; liveness: Json | undefined },
+  ): Promise<void> {
+    const signal = this.abort.signal;
+    const ctx = { launch, nsPid: mountNamespacesAvailable() ? proc.pid : undefined, container: c.spec };
+    const alive = (): boolean => proc.running && !this.aborted && c.proc === proc;
+    const period = (p: Json): number => Math.max(20, this.deps.delay((num(p.periodSeconds) ?? 10) * 1000));
+    const initialDelay = (p: Json): number => this.deps.delay((num(p.initialDelaySeconds) ?? 0) * 1000);
+    const unhealthy = (kind: string, output: string): void =>
+      this.event('Warning', 'Unhealthy', `${kind} probe failed: ${output}`);
+    const restart = (kind: string): void => {
+      this.event('Normal', 'Killing', `Container ${c.name} failed ${kind} probe, will be restarted`);
+      proc.kill('SIGTERM');
+      const grace =
+        num(probes[kind as 'startup' | 'liveness']?.terminationGracePeriodSeconds) ??
+        num(obj(this.pod.spec)?.terminationGracePeriodSeconds) ??
+        30;
+      setTimeout(() => proc.kill('SIGKILL'), grace * 1000).unref();
+    };
+    try {
+      if (probes.startup) {
+        const p = probes.startup;
+        await sleep(initialDelay(p), signal);
+        let failures = 0;
+        for (;;) {
+          if (!alive()) return;
+          const r = await runProbe(p, ctx);
+          if (!alive()) return;
+          if (r.ok) break;
+          unhealthy('Startup', r.output);
+          if (++failures >= (num(p.failureThreshold) ?? 3)) {
+            restart('startup');
+            return;
+          }
+          await sleep(period(p), signal);
+        }
+        c.status.started = true;
+        if (!probes.readiness) c.status.ready = true;
+        this.publish();
+      }
+      const readiness = async (p: Json): Promise<void> => {
+        await sleep(initialDelay(p), signal);
+        let ok = 0;
+        let bad = 0;
+        while (alive()) {
+          const r = await runProbe(p, ctx);
+          if (!alive()) return;
+          if (r.ok) {
+            bad = 0;
+            if (!c.status.ready && ++ok >= (num(p.successThreshold) ?? 1)) {
+              c.status.ready = true;
+              this.publish();
+            }
+          } else {
+            ok = 0;
+            unhealthy('Readiness', r.output);
+            if (c.status.ready && ++bad >= (num(p.failureThreshold) ?? 3)) {
+              c.status.ready = false;
+              this.publish();
+            }
+          }
+          await sleep(period(p), signal);
+        }
+      };
+      const liveness = async (p: Json): Promise<void> => {
+        await sleep(initialDelay(p), signal);
+        let bad = 0;
+        while (alive()) {
+          const r = await runProbe(p, ctx);
+          if (!alive()) return;
+          if (r.ok) bad = 0;
+          else {
+            unhealthy('Liveness', r.output);
+            if (++bad >= (num(p.failureThreshold) ?? 3)) {
+              restart('liveness');
+              return;
+            }
+          }
+          await sleep(period(p), signal);
+        }
+      };
+      await Promise.all([
+        probes.readiness ? readiness(probes.readiness) : undefined,
+        probes.liveness ? liveness(probes.liveness) : undefined,
+      ]);
+    } catch (err) {
+      this.deps.log(`pod ${this.namespace}/${this.name}: probe: ${(err as Error).stack ?? err}`);
+    }
   }
 
   /** Stops every container (SIGTERM, SIGKILL after `graceSeconds`) and removes the pod's scratch state. */
