@@ -1,9 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Resource } from '@clauderon/kube-emulator';
@@ -18,6 +27,9 @@ const ANTHROPIC_KEY = 'sk-ant-test-REAL-anthropic-key-7f3a91';
 const GH_TOKEN = 'ghp_REAL_github_token_4c2e8d10';
 const CUSTOM_SECRET = 'custom-REAL-file-secret-93b1';
 const REAL_SECRETS = [ANTHROPIC_KEY, GH_TOKEN, CUSTOM_SECRET];
+
+/** Shell: P = host:port of the proxy from the pod's HTTPS_PROXY, without the session credentials. */
+const PROXY_ADDR = `P="\${HTTPS_PROXY##*@}"`;
 
 const ALL_RESOURCES: Resource[] = [
   'namespaces',
@@ -47,10 +59,10 @@ function readTree(dir: string): { path: string; text: string }[] {
   const out: { path: string; text: string }[] = [];
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
-    const st = statSync(path, { throwIfNoEntry: false });
+    const st = lstatSync(path, { throwIfNoEntry: false });
     if (!st) continue;
     if (st.isDirectory()) out.push(...readTree(path));
-    else if (st.isFile()) out.push({ path, text: readFileSync(path, 'latin1') });
+    else if (st.isFile() && st.size < 8 * 1024 * 1024) out.push({ path, text: readFileSync(path, 'latin1') });
   }
   return out;
 }
@@ -127,17 +139,18 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    if (sni === 'api.anthropic.com' && req.url === '/v1/messages') {
+    const path = new URL(req.url ?? '/', 'https://upstream.invalid').pathname;
+    if (sni === 'api.anthropic.com' && path === '/v1/messages') {
       return json(req.headers['x-api-key'] === ANTHROPIC_KEY ? 200 : 401, { type: 'message', id: 'msg_e2e' });
     }
-    if (sni === 'api.anthropic.com' && req.url === '/v1/stream') {
+    if (sni === 'api.anthropic.com' && path === '/v1/stream') {
       req.resume();
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       res.write('event: message_start\ndata: {"n":1}\n\n');
       void sseGate.promise.then(() => res.end('event: message_stop\ndata: {"n":2}\n\n'));
       return;
     }
-    if (sni === 'api.github.com' && req.url === '/user') {
+    if (sni === 'api.github.com' && path === '/user') {
       return json(req.headers.authorization === `Bearer ${GH_TOKEN}` ? 200 : 401, { login: 'octo' });
     }
     if (sni === 'github.com') {
@@ -265,7 +278,10 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
 
   test('curl reaches api.github.com with the real token', async () => {
     const before = upstream.seen.length;
-    const r = await pods.sh('px-a', 'curl -sS -w " %{http_code}" https://api.github.com/user -H "authorization: token $GH_TOKEN"');
+    const r = await pods.sh(
+      'px-a',
+      'curl -sS -w " %{http_code}" https://api.github.com/user -H "authorization: token $GH_TOKEN"',
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /"login":"octo".* 200$/);
     assert.equal(upstream.seen.at(-1)!.headers.authorization, `Bearer ${GH_TOKEN}`);
@@ -316,12 +332,18 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
     assert.ok(git.length >= 2);
     for (const s of git) {
       assert.equal(s.sni, 'github.com');
-      assert.equal(s.headers.authorization, `Basic ${Buffer.from(`x-access-token:${GH_TOKEN}`).toString('base64')}`);
+      assert.equal(
+        s.headers.authorization,
+        `Basic ${Buffer.from(`x-access-token:${GH_TOKEN}`).toString('base64')}`,
+      );
     }
   });
 
   test('a user rule whose secret is a $CLAUDERON_HOME/secrets file is injected', async () => {
-    const r = await pods.sh('px-a', 'curl -sS -w " %{http_code}" https://custom.example.test/x -H "x-custom-auth: forged"');
+    const r = await pods.sh(
+      'px-a',
+      'curl -sS -w " %{http_code}" https://custom.example.test/x -H "x-custom-auth: forged"',
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, / 200$/);
     assert.equal(upstream.seen.at(-1)!.headers['x-custom-auth'], `Token ${CUSTOM_SECRET}`);
@@ -345,7 +367,11 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
     });
     const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
     try {
-      await eventually('the first event in the pod', () => (out.includes('"n":1') ? true : undefined), 30_000);
+      await eventually(
+        'the first event in the pod',
+        () => (out.includes('"n":1') ? true : undefined),
+        30_000,
+      );
       assert.ok(!out.includes('message_stop'), 'the upstream has not sent the second event yet');
       sseGate.open();
       assert.equal(await exited, 0, err);
@@ -384,14 +410,14 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
   test('407 without the proxy credentials, and with another session’s token', async () => {
     const noAuth = await pods.sh(
       'px-a',
-      'P="http://${HTTPS_PROXY##*@}"; unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy; ' +
-        'curl -sS -o /dev/null -w "%{http_connect}" -x "$P" https://api.anthropic.com/v1/messages',
+      `${PROXY_ADDR}; unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy; ` +
+        'curl -sS -o /dev/null -w "%{http_connect}" -x "http://$P" https://api.anthropic.com/v1/messages',
     );
     assert.equal(noAuth.code, 56, noAuth.stderr);
     assert.equal(noAuth.stdout, '407');
     const plain = await pods.sh(
       'px-a',
-      'P="http://${HTTPS_PROXY##*@}"; curl -sS -o /dev/null -w "%{http_code}" -x "$P" http://plain.example.test/',
+      `${PROXY_ADDR}; curl -sS -o /dev/null -w "%{http_code}" -x "http://$P" http://plain.example.test/`,
     );
     assert.equal(plain.stdout, '407', plain.stderr);
 
@@ -404,7 +430,7 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
     ] as const) {
       const r = await pods.sh(
         'px-a',
-        `P="\${HTTPS_PROXY##*@}"; curl -sS -o /dev/null -w "%{http_connect}" -x "http://${session}:${token}@$P" https://api.anthropic.com/v1/messages`,
+        `${PROXY_ADDR}; curl -sS -o /dev/null -w "%{http_connect}" -x "http://${session}:${token}@$P" https://api.anthropic.com/v1/messages`,
       );
       assert.equal(r.code, 56, `${session}: ${r.stderr}`);
       assert.equal(r.stdout, '407');
@@ -441,6 +467,13 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
       assert.match(own.stdout, /ANTHROPIC_API_KEY=clauderon-placeholder/);
       assertNoRealSecret(`${session} /proc/*/environ`, own.stdout);
     }
+    // What the emulator persists (objects.json) and the kubelet's pod data (volumes, logs) in its state dir.
+    const stateFiles = readTree(dirname(c.emu.kubeconfigPath));
+    assert.ok(
+      stateFiles.some((f) => f.path.endsWith('objects.json') && f.text.includes('clauderon-px-a-proxy')),
+      'the persisted objects were scanned',
+    );
+    for (const f of stateFiles) assertNoRealSecret(f.path, f.text);
     // The daemon's log, and every file in its home but the secrets directory.
     assertNoRealSecret('daemon output', c.daemon.output());
     for (const f of readTree(c.home)) {
@@ -464,7 +497,9 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
       ['api.anthropic.com', '/v1/stream'],
     ]) {
       assert.ok(
-        lines.some((l) => l.session === 'px-a' && l.host === host && l.path === path && l.injected && l.status === 200),
+        lines.some(
+          (l) => l.session === 'px-a' && l.host === host && l.path === path && l.injected && l.status === 200,
+        ),
         `${host}${path} audited as injected`,
       );
     }
@@ -474,9 +509,24 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
     const url = proxySecretEnv(c, 'px-b').HTTPS_PROXY!;
     const caFile = join(c.home, 'proxy', 'ca.crt');
     const curl = () =>
-      run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_connect} %{http_code}', '--cacert', caFile, '-x', url, 'https://api.anthropic.com/v1/messages'], {
-        env: { PATH: process.env.PATH },
-      }).then(
+      run(
+        'curl',
+        [
+          '-sS',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_connect} %{http_code}',
+          '--cacert',
+          caFile,
+          '-x',
+          url,
+          'https://api.anthropic.com/v1/messages',
+        ],
+        {
+          env: { PATH: process.env.PATH },
+        },
+      ).then(
         (r) => ({ code: 0, stdout: r.stdout }),
         (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }),
       );
@@ -521,7 +571,16 @@ describe('credential proxy with [proxy] allow', () => {
     });
     pods = new PodExec(c.env.KUBECONFIG!);
     repo = await makeRepo();
-    const r = await c.cli(['create', '--repo', repo.dir, '--prompt', 'p', '--name', 'px-allow', '--no-attach']);
+    const r = await c.cli([
+      'create',
+      '--repo',
+      repo.dir,
+      '--prompt',
+      'p',
+      '--name',
+      'px-allow',
+      '--no-attach',
+    ]);
     assert.equal(r.code, 0, r.stderr);
   });
 
@@ -542,7 +601,10 @@ describe('credential proxy with [proxy] allow', () => {
     );
     assert.equal(refused.code, 56, refused.stderr);
     assert.equal(refused.stdout, '403');
-    const plain = await pods.sh('px-allow', 'curl -sS -o /dev/null -w "%{http_code}" http://refused.example.test/');
+    const plain = await pods.sh(
+      'px-allow',
+      'curl -sS -o /dev/null -w "%{http_code}" http://refused.example.test/',
+    );
     assert.equal(plain.stdout, '403', plain.stderr);
     assert.ok(!upstream.seen.some((s) => s.sni === 'refused.example.test'), 'nothing reached the upstream');
 
