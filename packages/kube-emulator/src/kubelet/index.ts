@@ -45,7 +45,7 @@ class EmulatedKubelet implements Kubelet {
     const log = opts.log ?? (() => {});
     if (!mountNamespacesAvailable()) {
       log(
-        'kubelet: not running as root (or unshare/nsenter/setpriv missing): containers run without mount namespaces, volumes are not mounted at their mountPaths',
+        'kubelet: mount namespaces unavailable (not root, no CAP_SYS_ADMIN, or unshare/nsenter/setpriv missing): containers run without them, volumes are not mounted at their mountPaths',
       );
     }
     this.faults = {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { KObject } from '../contract.js';
+import { mountNamespacesAvailable } from './process.js';
 import {
   containerState,
   type Harness,
@@ -17,8 +18,8 @@ import {
 const MNT = `/tmp/kubelet-test-mnt-${process.pid}`;
 after(() => rmSync(MNT, { recursive: true, force: true }));
 
-/** Mount namespaces and uid switching need root (CI runs as root). */
-const NEEDS_ROOT = process.getuid?.() === 0 ? false : 'needs root for mount namespaces';
+/** Mount namespaces and uid switching need root that may mount (CI runs as root). */
+const NEEDS_ROOT = mountNamespacesAvailable() ? false : 'needs mount namespaces (root with CAP_SYS_ADMIN)';
 
 describe('kubelet with a fake store', () => {
   let h: Harness;

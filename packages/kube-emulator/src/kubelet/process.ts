@@ -3,9 +3,20 @@
  * a private mount namespace (`unshare --mount`) with its volumes bind-mounted at their mountPaths, and runs as
  * the pod's user (`setpriv`). Exec enters the same namespace with `nsenter --mount=/proc/<pid>/ns/mnt`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { IPty } from '@lydell/node-pty';
 import * as pty from '@lydell/node-pty';
 import { exitCodeOf, killGroup, shq } from './util.js';
@@ -82,6 +93,23 @@ export function killNamespace(ns: string | undefined, signal: NodeJS.Signals): v
   }
 }
 
+/** Root in an unprivileged container may lack CAP_SYS_ADMIN: try a bind mount in a throw-away namespace. */
+function canMount(): boolean {
+  const dir = mkdtempSync(join(tmpdir(), 'kubelet-probe-'));
+  try {
+    const r = spawnSync(
+      '/usr/bin/unshare',
+      ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', 'mount --bind "$1" "$1"', 'probe', dir],
+      { stdio: 'ignore', timeout: 10_000 },
+    );
+    return r.status === 0;
+  } catch {
+    return false;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 let nsAvailable: boolean | undefined;
 
 /** True when this process may create mount namespaces (root with unshare and nsenter present). */
@@ -91,7 +119,8 @@ export function mountNamespacesAvailable(): boolean {
       process.getuid?.() === 0 &&
       existsSync('/usr/bin/unshare') &&
       existsSync('/usr/bin/nsenter') &&
-      existsSync('/usr/bin/setpriv');
+      existsSync('/usr/bin/setpriv') &&
+      canMount();
   }
   return nsAvailable;
 }
