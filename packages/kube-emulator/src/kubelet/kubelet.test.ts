@@ -294,6 +294,41 @@ describe('init container failures and claims', () => {
     h.store.delete('pods', 'default', 'init-loop', 1);
   });
 
+  test('exec into a running init container releases it (how a workspace is shipped)', async () => {
+    h.store.create(
+      'pods',
+      pod('ship', {
+        initContainers: [
+          {
+            name: 'workspace',
+            image: 'x',
+            command: ['sh', '-c', 'while [ ! -f /tmp/go ]; do sleep 0.05; done; cat /tmp/go'],
+            volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+          },
+        ],
+        containers: [{ name: 'main', image: 'x', command: ['sleep', '300'] }],
+        volumes: [{ name: 'tmp', emptyDir: {} }],
+      }),
+    );
+    await h.store.waitFor(
+      'pods',
+      'default',
+      'ship',
+      (o) => containerState(o, 'workspace', true)?.state?.running !== undefined,
+    );
+    const r = await rawExec(h.base, 'ship', ['sh', '-c', 'cat > /tmp/go'], {
+      container: 'workspace',
+      input: Buffer.from('payload'),
+    });
+    assert.deepEqual(r.status, { metadata: {}, status: 'Success' });
+    await h.store.waitFor('pods', 'default', 'ship', (o) => phaseOf(o) === 'Running');
+    const log = await (
+      await fetch(`http://${h.base}/api/v1/namespaces/default/pods/ship/log?container=workspace`)
+    ).text();
+    assert.equal(log, 'payload');
+    h.store.delete('pods', 'default', 'ship', 1);
+  });
+
   test('a pod created on the node binds its claim; deleting the claim removes its data', {
     skip: NEEDS_ROOT,
   }, async () => {
