@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import {
   chmodSync,
   lstatSync,
@@ -451,8 +451,20 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
         }
       }
     }
-    // The per-session proxy token is expected in the session Secret, and only there.
-    assert.match(proxySecretEnv(c, 'px-a').HTTPS_PROXY ?? '', /^http:\/\/px-a:/);
+    // The per-session proxy token is expected in the session Secret, and in no other object (the pod reads it
+    // with secretKeyRef, so not even the pod spec holds it).
+    for (const session of ['px-a', 'px-b']) {
+      const secretName = `clauderon-${session}-proxy`;
+      const token = new URL(proxySecretEnv(c, session).HTTPS_PROXY!).password;
+      assert.ok(token.length >= 32);
+      for (const r of ALL_RESOURCES) {
+        for (const o of c.emu.store.list(r)) {
+          if (r === 'secrets' && o.metadata.name === secretName) continue;
+          const text = JSON.stringify(o);
+          assert.ok(!text.includes(token), `${r}/${o.metadata.name} holds the proxy token of ${session}`);
+        }
+      }
+    }
     // The environment of exec'd processes and of the container's own processes.
     for (const session of ['px-a', 'px-b']) {
       const env = await pods.run(session, ['env']);
@@ -505,7 +517,7 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
     }
   });
 
-  test('after delete, the session’s proxy URL gets 407 (it worked just before)', async () => {
+  test('delete revokes the session’s proxy URL: its open stream is cut and new requests get 407 (it worked just before)', async () => {
     const url = proxySecretEnv(c, 'px-b').HTTPS_PROXY!;
     const caFile = join(c.home, 'proxy', 'ca.crt');
     const curl = () =>
@@ -532,8 +544,28 @@ describe('credential proxy end to end (pod processes → proxy → real HTTPS up
       );
     const beforeDelete = await curl();
     assert.deepEqual(beforeDelete, { code: 0, stdout: '200 200' });
-    const del = await c.cli(['delete', 'px-b', '--force']);
-    assert.equal(del.code, 0, del.stderr);
+    // A stream the session holds open when it is deleted is cut, not left to run on the revoked token.
+    sseGate = gate();
+    const stream = spawn(
+      'curl',
+      ['-sS', '-N', '--cacert', caFile, '-x', url, 'https://api.anthropic.com/v1/stream'],
+      { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let streamed = '';
+    stream.stdout.on('data', (d) => {
+      streamed += d;
+    });
+    const streamExit = new Promise<number | null>((r) => stream.on('close', (code) => r(code)));
+    try {
+      await eventually('the first event', () => (streamed.includes('"n":1') ? true : undefined));
+      const del = await c.cli(['delete', 'px-b', '--force']);
+      assert.equal(del.code, 0, del.stderr);
+      assert.notEqual(await streamExit, 0, 'the open stream was closed by the revoke');
+      assert.ok(!streamed.includes('message_stop'));
+    } finally {
+      sseGate.open();
+      stream.kill();
+    }
     const afterDelete = await curl();
     assert.deepEqual(afterDelete, { code: 56, stdout: '407 000' });
   });
