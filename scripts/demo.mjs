@@ -178,7 +178,6 @@ function attachAndType(env, lines, expect) {
 }
 
 function plain(s) {
-  // biome-ignore lint/complexity/useRegexLiterals: kept readable
   return s.replace(/\x1b\[[0-9;?<=>]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[=>78]|\r/g, '');
 }
 
