@@ -66,6 +66,18 @@ export function sessionDetails(s: Session): string {
   return `${rows.map(([k, v]) => `${`${k}:`.padEnd(12)}${v}`).join('\n')}\n`;
 }
 
+/**
+ * Text from the daemon (paths, names, pod messages) made safe for a terminal: control characters other
+ * than tab and newline are shown as \xNN, so a repository path holding an escape sequence cannot repaint
+ * the screen.
+ */
+export function terminalSafe(s: string): string {
+  return s.replace(
+    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}
+
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
 }
@@ -91,7 +103,7 @@ export class ProgressRenderer {
     const tick = paint(this.#io, '32', '✓');
     if (e.bytes && e.bytes.total > 0) {
       const pct = Math.floor((e.bytes.done / e.bytes.total) * 100);
-      const text = `  ${e.message} ${mib(e.bytes.done)} / ${mib(e.bytes.total)} (${pct}%)`;
+      const text = `  ${terminalSafe(e.message)} ${mib(e.bytes.done)} / ${mib(e.bytes.total)} (${pct}%)`;
       if (this.#tty) {
         this.#io.stderr.write(`\r\x1b[2K${text}`);
         this.#open = true;
@@ -104,7 +116,7 @@ export class ProgressRenderer {
     }
     this.#lastPct = -1;
     this.#lastStep = e.step;
-    this.#io.stderr.write(`${this.#open ? '\r\x1b[2K' : ''}${tick} ${e.message}\n`);
+    this.#io.stderr.write(`${this.#open ? '\r\x1b[2K' : ''}${tick} ${terminalSafe(e.message)}\n`);
     this.#open = false;
   }
 
