@@ -302,7 +302,7 @@ describe('init container failures and claims', () => {
           {
             name: 'workspace',
             image: 'x',
-            command: ['sh', '-c', 'while [ ! -f /tmp/go ]; do sleep 0.05; done; cat /tmp/go'],
+            command: ['sh', '-c', 'while [ ! -f /tmp/go ]; do sleep 0.05; done; sleep 0.3; cat /tmp/go'],
             volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
           },
         ],
@@ -316,7 +316,7 @@ describe('init container failures and claims', () => {
       'ship',
       (o) => containerState(o, 'workspace', true)?.state?.running !== undefined,
     );
-    const r = await rawExec(h.base, 'ship', ['sh', '-c', 'cat > /tmp/go'], {
+    const r = await rawExec(h.base, 'ship', ['sh', '-c', 'cat > /tmp/go.part && mv /tmp/go.part /tmp/go'], {
       container: 'workspace',
       input: Buffer.from('payload'),
     });
