@@ -54,6 +54,24 @@ describe('session lifecycle beyond the happy path', () => {
     await run('git', ['-C', repo.dir, 'branch', '-D', 'clauderon/unpulled']);
   });
 
+  test('create in a terminal attaches by default, like docker run -it', async () => {
+    const t = new PtyCli(['create', '--repo', repo.dir, '--prompt', 'p', '--name', 'interactive'], {
+      home: c.home,
+      env: c.env,
+    });
+    try {
+      await t.waitFor(/session interactive is ready/, { timeoutMs: 60_000 });
+      await t.waitFor(/agent> /);
+      t.write('hi from create\r');
+      await t.waitFor(/agent heard: hi from create/);
+      t.write('\x10\x11');
+      assert.equal((await t.exited).exitCode, 0);
+    } finally {
+      t.kill();
+    }
+    assert.equal((await c.cli(['delete', 'interactive', '--force'])).code, 0);
+  });
+
   test('two clients attach at once and both see what either types', async () => {
     assert.equal(
       (await c.cli(['create', '--repo', repo.dir, '--prompt', 'p', '--name', 'shared', '--no-attach'])).code,

@@ -204,6 +204,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     .description('List sessions (from the cluster)')
     .option('-o, --output <format>', 'output format: json')
     .option('--json', 'same as -o json')
+    .addHelpText('after', "\nExamples:\n  clauderon ls\n  clauderon list -o json | jq -r '.sessions[].name'")
     .action(async (o: { output?: string; json?: boolean }) => {
       const asJson = wantsJson(o);
       const sessions = await client().list(interrupt.signal);
@@ -218,6 +219,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     .description('Show one session')
     .option('-o, --output <format>', 'output format: json')
     .option('--json', 'same as -o json')
+    .addHelpText('after', '\nExamples:\n  clauderon status fix-login\n  clauderon status fix-login -o json')
     .action(async (name: string, o: { output?: string; json?: boolean }) => {
       validateSessionName(name);
       const asJson = wantsJson(o);
@@ -231,6 +233,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     .description("Print the agent container's log")
     .option('-f, --follow', 'keep streaming new output')
     .option('--tail <n>', 'only the last N lines')
+    .addHelpText('after', '\nExamples:\n  clauderon logs fix-login --tail 100\n  clauderon logs fix-login -f')
     .action(async (name: string, o: { follow?: boolean; tail?: string }) => {
       validateSessionName(name);
       if (o.tail !== undefined && !/^\d+$/.test(o.tail))
@@ -251,6 +254,10 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     .description("Bring the session branch's commits back into your local repository")
     .option('--uncommitted', "also apply the pod's uncommitted changes to the local worktree")
     .option('--force', 'allow a non-fast-forward update of the local session branch')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  clauderon pull fix-login\n  clauderon pull fix-login --uncommitted\n  git log clauderon/fix-login',
+    )
     .option('-o, --output <format>', 'output format: json')
     .option('--json', 'same as -o json')
     .action(
@@ -287,6 +294,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
       'Find (and with confirmation remove) cluster objects and worktrees that belong to no session',
     )
     .option('-y, --yes', 'remove without asking')
+    .addHelpText('after', '\nExamples:\n  clauderon gc\n  clauderon gc --yes')
     .action(async (o: { yes?: boolean }) => {
       const c = client();
       const found = await c.gc(false, interrupt.signal);
