@@ -31,6 +31,9 @@ interface DaemonEntry {
   runDaemon(opts: { env: NodeJS.ProcessEnv; flags?: Record<string, unknown> }): Promise<number>;
 }
 
+/** Largest prompt the CLI sends (the agent argument limit in the pod is lower and checked there). */
+const PROMPT_MAX = 1_000_000;
+
 const BACKENDS: Record<string, CreateSessionRequest['backend']> = {
   kubernetes: 'kubernetes',
   k8s: 'kubernetes',
@@ -126,7 +129,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
         '  clauderon create --backend k8s --repo . --prompt-file task.md --cpu-limit 4 --memory-limit 8Gi --no-attach',
     )
     .action(async (o: Record<string, string | boolean | undefined>) => {
-      const req = buildCreateRequest(o, stdin);
+      const req = await buildCreateRequest(o, stdin);
       const asJson = wantsJson(o as { output?: string; json?: boolean });
       const progress = new ProgressRenderer(io);
       const c = client();
@@ -433,10 +436,27 @@ function reportError(io: Io, e: unknown): number {
   return 1;
 }
 
-function buildCreateRequest(
+/**
+ * A stream as UTF-8 text. It is read to the end (the writer of a pipe must not see EPIPE) but only the
+ * first bytes past the prompt limit are kept: that is enough to refuse it.
+ */
+async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  for await (const c of stream) {
+    const b = typeof c === 'string' ? Buffer.from(c) : (c as Buffer);
+    if (kept <= PROMPT_MAX) {
+      chunks.push(b);
+      kept += b.length;
+    }
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function buildCreateRequest(
   o: Record<string, string | boolean | undefined>,
   stdin: NodeJS.ReadStream,
-): CreateSessionRequest {
+): Promise<CreateSessionRequest> {
   const backend = BACKENDS[String(o.backend)];
   if (!backend) {
     throw new ClauderonError('UNKNOWN_BACKEND', `unknown backend "${o.backend}"`, {
@@ -448,10 +468,9 @@ function buildCreateRequest(
   let prompt: string;
   if (typeof o.promptFile === 'string') {
     try {
-      prompt = readFileSync(
-        o.promptFile === '-' ? (stdin as unknown as { fd: number }).fd : o.promptFile,
-        'utf8',
-      );
+      // Standard input is read as a stream: a pipe is non-blocking once Node has opened it, and a
+      // synchronous read of it fails with EAGAIN (`cat task.md | clauderon create --prompt-file -`).
+      prompt = o.promptFile === '-' ? await readStream(stdin) : readFileSync(o.promptFile, 'utf8');
     } catch (e) {
       throw new ClauderonError('USAGE', `cannot read --prompt-file ${o.promptFile}: ${(e as Error).message}`);
     }
@@ -463,7 +482,7 @@ function buildCreateRequest(
     });
   }
   if (prompt.trim() === '') throw new ClauderonError('USAGE', 'the prompt is empty');
-  if (Buffer.byteLength(prompt) > 1_000_000) {
+  if (Buffer.byteLength(prompt) > PROMPT_MAX) {
     throw new ClauderonError(
       'USAGE',
       `the prompt is ${Buffer.byteLength(prompt)} bytes; the limit is 1000000`,
