@@ -72,6 +72,29 @@ describe('session lifecycle beyond the happy path', () => {
     assert.equal((await c.cli(['delete', 'interactive', '--force'])).code, 0);
   });
 
+  test('a second create with a name in use is refused and leaves the first session untouched', async () => {
+    assert.equal(
+      (await c.cli(['create', '--repo', repo.dir, '--prompt', 'p', '--name', 'twice', '--no-attach'])).code,
+      0,
+    );
+    const before = c.labelled().sort();
+    const again = await c.cli([
+      'create',
+      '--repo',
+      repo.dir,
+      '--prompt',
+      'p',
+      '--name',
+      'twice',
+      '--no-attach',
+    ]);
+    assert.equal(again.code, 7, again.stderr);
+    assert.match(again.stderr, /already exists/);
+    assert.deepEqual(c.labelled().sort(), before);
+    assert.equal(JSON.parse((await c.cli(['status', 'twice', '-o', 'json'])).stdout).phase, 'Running');
+    assert.equal((await c.cli(['delete', 'twice', '--force'])).code, 0);
+  });
+
   test('two clients attach at once and both see what either types', async () => {
     assert.equal(
       (await c.cli(['create', '--repo', repo.dir, '--prompt', 'p', '--name', 'shared', '--no-attach'])).code,
