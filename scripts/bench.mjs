@@ -83,11 +83,13 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   });
 }
 
+let ctx;
 async function section(name, fn) {
   if (!only.has(name)) return;
   const t0 = now();
   log(`${name}: start`);
   try {
+    await ctx.ensureDaemon?.();
     const f = await fn();
     figures.push(...f);
   } catch (e) {
@@ -111,7 +113,7 @@ try {
   result.git = (
     await execFileP('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']).catch(() => ({ stdout: '' }))
   ).stdout.trim();
-  const ctx = { sizes, log, result };
+  ctx = { sizes, log, result };
 
   // Before anything else runs on the machine: process start-up times are the most sensitive to noise.
   await section('cli', () => benchCliStart(ctx));
@@ -131,7 +133,27 @@ try {
     log('starting the emulator and the daemon');
     ctx.emu = await startEmulator({ timeScale: sizes.timeScale });
     ctx.agentPath = installAgent();
-    ctx.daemon = await startDaemon({ emu: ctx.emu, agentPath: ctx.agentPath });
+    const daemonDeaths = [];
+    result.daemonDeaths = daemonDeaths;
+    const onDeath = ({ code, signal, log: out }) => {
+      const file = join(ROOT, 'bench-results', `daemon-death-${Date.now()}.log`);
+      mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
+      writeFileSync(file, out);
+      daemonDeaths.push({ at: new Date().toISOString(), code, signal, log: file });
+      log(`THE DAEMON DIED (exit ${code}, signal ${signal}); its output is in ${file}`);
+    };
+    ctx.daemon = await startDaemon({ emu: ctx.emu, agentPath: ctx.agentPath, onDeath });
+    // A daemon that died in one section is restarted (same home) so the next section still measures.
+    ctx.ensureDaemon = async () => {
+      if (ctx.daemon.child.exitCode === null && ctx.daemon.child.signalCode === null) return;
+      log('restarting the daemon');
+      ctx.daemon = await startDaemon({
+        emu: ctx.emu,
+        agentPath: ctx.agentPath,
+        onDeath,
+        home: ctx.daemon.home,
+      });
+    };
 
     await section('create', () => benchCreate(ctx));
     await section('sync', () => benchSync(ctx));

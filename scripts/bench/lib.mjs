@@ -34,7 +34,15 @@ export function onCleanup(fn) {
     await fn();
   };
 }
-export async function cleanupAll() {
+let cleaning;
+/** Runs every teardown step, newest first; concurrent calls share one run. */
+export function cleanupAll() {
+  cleaning ??= runCleanups().finally(() => {
+    cleaning = undefined;
+  });
+  return cleaning;
+}
+async function runCleanups() {
   while (cleanups.length > 0) {
     const entry = cleanups.pop();
     if (entry.done) continue;
@@ -198,8 +206,13 @@ export function installAgent() {
 
 // ---- the daemon -------------------------------------------------------------------------------------------
 
-export async function startDaemon({ emu, agentPath, extraEnv = {} }) {
-  const home = tempDir('clauderon-bench-home-');
+export async function startDaemon({
+  emu,
+  agentPath,
+  extraEnv = {},
+  home = tempDir('clauderon-bench-home-'),
+  onDeath,
+}) {
   mkdirSync(join(home, 'logs'), { recursive: true });
   const env = {
     CLAUDERON_HOME: home,
@@ -223,7 +236,14 @@ export async function startDaemon({ emu, agentPath, extraEnv = {} }) {
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
-  const stop = onCleanup(() => stopChild(child));
+  let stopping = false;
+  const stop = onCleanup(() => {
+    stopping = true;
+    return stopChild(child);
+  });
+  child.once('exit', (code, signal) => {
+    if (!stopping) onDeath?.({ code, signal, log });
+  });
   await waitForLine(child, /listening on/, 30_000, 'the daemon');
   const socket = join(home, 'clauderon.sock');
   return {
