@@ -99,13 +99,11 @@ export function exitCodeOf(code: number | null, signal: NodeJS.Signals | number 
 /** Sends a signal to a whole process group, ignoring a group that is already gone. */
 export function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   if (!pid) return;
+  // Every process the kubelet starts leads its own group (detached, or a pty session). Never fall back to the
+  // bare pid: once reaped it may already belong to someone else (pid_max can be as low as 32768).
   try {
     process.kill(-pid, signal);
   } catch {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
+    // the group is gone
   }
 }
