@@ -81,7 +81,7 @@ function proxySecretEnv(c: TestCluster, session: string): Record<string, string>
 }
 
 /** Waits until `check` holds (polling), for state other processes write asynchronously. */
-async function eventually<T>(what: string, get: () => T | undefined, timeoutMs = 15_000): Promise<T> {
+async function eventually<T>(what: string, get: () => T | undefined, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = get();
