@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Emulator } from '@clauderon/kube-emulator';
@@ -25,7 +26,8 @@ export function labelledIn(emu: Emulator): string[] {
   const out: string[] = [];
   for (const r of ['pods', 'persistentvolumeclaims', 'configmaps', 'secrets'] as const) {
     for (const o of emu.store.list(r)) {
-      if (o.metadata.labels?.['app.kubernetes.io/managed-by'] === 'clauderon') out.push(`${r}/${o.metadata.name}`);
+      if (o.metadata.labels?.['app.kubernetes.io/managed-by'] === 'clauderon')
+        out.push(`${r}/${o.metadata.name}`);
     }
   }
   return out;
@@ -107,7 +109,9 @@ export function api(
   opts: { body?: string | Buffer; headers?: Record<string, string | number> } = {},
 ): Promise<ApiResult> {
   return new Promise((resolve, reject) => {
+    let answered = false;
     const req = request({ socketPath, method, path, headers: opts.headers ?? {} }, (res) => {
+      answered = true;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -122,7 +126,10 @@ export function api(
         resolve({ status: res.statusCode ?? 0, text, json });
       });
     });
-    req.on('error', reject);
+    // A server may answer (413, say) and close before reading all of a big body: that EPIPE is no failure.
+    req.on('error', (e) => {
+      if (!answered) reject(e);
+    });
     req.end(opts.body);
   });
 }
@@ -145,4 +152,31 @@ export async function waitUntil(
     if (Date.now() > end) return false;
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+/**
+ * A request written on a raw socket, for bodies the server refuses before reading them (413): the write
+ * may fail with EPIPE while the answer is already there. Resolves to the status and the body of the answer.
+ */
+export function rawApi(socketPath: string, head: string, body: Buffer): Promise<ApiResult> {
+  return new Promise((resolve) => {
+    const s = connect({ path: socketPath });
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('error', () => {});
+    s.on('close', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const status = Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1] ?? 0);
+      const payload = text.slice(text.indexOf('\r\n\r\n') + 4);
+      let json: Record<string, unknown> | undefined;
+      try {
+        json = JSON.parse(payload) as Record<string, unknown>;
+      } catch {
+        json = undefined;
+      }
+      resolve({ status, text: payload, json });
+    });
+    s.write(head);
+    s.end(body);
+  });
 }
