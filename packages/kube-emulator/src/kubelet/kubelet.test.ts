@@ -559,6 +559,33 @@ describe('logs and shutdown', () => {
     assert.equal(count('3014'), 0);
   });
 
+  test('a second, shorter delete cuts the grace period of a container that ignores SIGTERM', async () => {
+    h.store.create(
+      'pods',
+      pod('stubborn', {
+        containers: [
+          {
+            name: 'main',
+            image: 'x',
+            command: ['sh', '-c', "trap '' TERM; echo trapped; while :; do sleep 0.1; done"],
+          },
+        ],
+      }),
+    );
+    await h.store.waitFor('pods', 'default', 'stubborn', (o) => phaseOf(o) === 'Running');
+    // The signal must not beat the trap.
+    let log = '';
+    for (let i = 0; i < 200 && !log.includes('trapped'); i++) {
+      log = await (await fetch(`http://${h.base}/api/v1/namespaces/default/pods/stubborn/log`)).text();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    h.store.delete('pods', 'default', 'stubborn', 300);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(h.store.get('pods', 'default', 'stubborn'), 'still terminating within its grace period');
+    h.store.delete('pods', 'default', 'stubborn', 1);
+    await h.store.waitFor('pods', 'default', 'stubborn', (o) => o === undefined, 10_000);
+  });
+
   test('a pod removed from the store is killed at once; stop() ends everything', async () => {
     h.store.create(
       'pods',

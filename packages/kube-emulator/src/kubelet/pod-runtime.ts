@@ -618,16 +618,16 @@ export class PodRuntime {
     for (const c of this.containers.values()) for (const e of c.execs) procs.push(e);
     for (const p of procs) p.kill('SIGTERM');
     const all = Promise.all(procs.map((p) => p.exited));
-    if (graceSeconds > 0 && this.graceLeft > 0) {
-      let timer: NodeJS.Timeout | undefined;
+    const grace = Math.min(graceSeconds, this.graceLeft);
+    if (grace > 0) {
       await Promise.race([
         all,
         new Promise<void>((r) => {
-          timer = setTimeout(r, Math.min(graceSeconds, this.graceLeft) * 1000);
-          this.hurry = r;
+          this.graceEnd = r;
+          this.graceTimer = setTimeout(r, grace * 1000);
         }),
       ]);
-      clearTimeout(timer);
+      clearTimeout(this.graceTimer);
     }
     for (const p of procs) p.kill('SIGKILL');
     await all;
@@ -636,13 +636,18 @@ export class PodRuntime {
   }
 
   private graceLeft = Number.POSITIVE_INFINITY;
-  private hurry: (() => void) | undefined;
+  private graceEnd: (() => void) | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
 
-  /** A later delete may only shorten the grace period; 0 kills now. */
+  /** A later delete may only shorten the grace period (0 kills now); a running countdown is cut short. */
   shortenGrace(seconds: number): void {
     if (seconds >= this.graceLeft) return;
     this.graceLeft = seconds;
-    if (seconds <= 0) this.hurry?.();
+    const end = this.graceEnd;
+    if (!end) return;
+    clearTimeout(this.graceTimer);
+    if (seconds <= 0) end();
+    else this.graceTimer = setTimeout(end, seconds * 1000);
   }
 
   /** faults.exitContainer: end the container's process, reporting `exitCode`. */
