@@ -291,9 +291,13 @@ export class PodRuntime {
   /** Runs a container, restarting it per restartPolicy; resolves with its final exit code (undefined if aborted). */
   private async runWithRestarts(c: ContainerState): Promise<number | undefined> {
     let restarts = 0;
+    // Back-off steps; like the kubelet, a run that lasted 10 minutes (times timeScale) starts over at 10 s.
+    let step = 0;
     for (;;) {
+      const began = Date.now();
       const code = await this.runOnce(c, restarts);
       if (code === undefined || this.aborted) return undefined;
+      if (Date.now() - began > Math.max(this.deps.delay(600_000), 1000)) step = 0;
       const policy = this.restartPolicy();
       const restart = c.init
         ? code !== 0 && policy !== 'Never'
@@ -303,7 +307,7 @@ export class PodRuntime {
         this.publish();
         return code;
       }
-      const backoff = restarts === 0 ? 0 : Math.min(BASE_BACKOFF_MS * 2 ** (restarts - 1), MAX_BACKOFF_MS);
+      const backoff = step === 0 ? 0 : Math.min(BASE_BACKOFF_MS * 2 ** (step - 1), MAX_BACKOFF_MS);
       c.status.lastState = { terminated: obj(c.status.state)?.terminated };
       if (backoff > 0) {
         c.status.state = {
@@ -318,12 +322,14 @@ export class PodRuntime {
           'BackOff',
           `Back-off restarting failed container ${c.name} in pod ${this.name}_${this.namespace}(${this.uid})`,
         );
-        await sleep(this.deps.delay(backoff), this.abort.signal);
+        // Even with timeScale 0 a crash loop must not spin: at least 50 ms between runs.
+        await sleep(Math.max(this.deps.delay(backoff), 50), this.abort.signal);
       } else {
         this.publish();
       }
       if (this.aborted) return undefined;
       restarts++;
+      step++;
     }
   }
 
