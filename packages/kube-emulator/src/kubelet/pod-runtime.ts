@@ -368,8 +368,9 @@ export class PodRuntime {
       this.event('Normal', 'BackOff', `Back-off pulling image "${image}"`);
       this.event('Warning', 'Failed', 'Error: ImagePullBackOff');
       this.publish();
+      // At least 50 ms, so that timeScale 0 does not spin.
       await sleep(
-        this.deps.delay(Math.min(BASE_BACKOFF_MS * 2 ** attempt, MAX_BACKOFF_MS)),
+        Math.max(this.deps.delay(Math.min(BASE_BACKOFF_MS * 2 ** attempt, MAX_BACKOFF_MS)), 50),
         this.abort.signal,
       );
       attempt++;
