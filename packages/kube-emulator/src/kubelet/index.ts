@@ -106,6 +106,11 @@ class EmulatedKubelet implements Kubelet {
         case 'configmaps':
         case 'secrets':
           this.wakeAll();
+          if (e.type !== 'DELETED') {
+            for (const rt of this.runtimes.values()) {
+              if (rt.namespace === e.object.metadata.namespace) rt.refreshVolumes();
+            }
+          }
           return;
         default:
           return;

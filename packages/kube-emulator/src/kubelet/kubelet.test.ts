@@ -329,6 +329,41 @@ describe('init container failures and claims', () => {
     h.store.delete('pods', 'default', 'ship', 1);
   });
 
+  test('ConfigMap changes reach a running container through its volume', { skip: NEEDS_ROOT }, async () => {
+    h.store.create('configmaps', {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'live', namespace: 'default' },
+      data: { v: 'one' },
+    });
+    h.store.create(
+      'pods',
+      pod('live', {
+        containers: [
+          {
+            name: 'main',
+            image: 'x',
+            command: ['sleep', '300'],
+            volumeMounts: [{ name: 'c', mountPath: `${MNT}/live` }],
+          },
+        ],
+        volumes: [{ name: 'c', configMap: { name: 'live' } }],
+      }),
+    );
+    await h.store.waitFor('pods', 'default', 'live', (o) => phaseOf(o) === 'Running');
+    assert.equal((await rawExec(h.base, 'live', ['cat', `${MNT}/live/v`])).stdout.toString(), 'one');
+    h.store.update('configmaps', 'default', 'live', (o) => ({ ...o, data: { v: 'two', w: 'new' } }));
+    let out = '';
+    for (let i = 0; i < 100 && out !== 'twonew'; i++) {
+      out = (await rawExec(h.base, 'live', ['sh', '-c', `cat ${MNT}/live/v ${MNT}/live/w`])).stdout
+        .toString()
+        .trim();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(out, 'twonew');
+    h.store.delete('pods', 'default', 'live', 1);
+  });
+
   test('a pod created on the node binds its claim; deleting the claim removes its data', {
     skip: NEEDS_ROOT,
   }, async () => {

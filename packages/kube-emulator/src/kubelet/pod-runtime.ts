@@ -126,6 +126,15 @@ export class PodRuntime {
     this.deps.store.recordEvent(this.pod, type, reason, message, 'kubelet');
   }
 
+  /** Rewrites ConfigMap/Secret volumes after a change, as the kubelet's periodic sync does. */
+  refreshVolumes(): void {
+    if (this.aborted || this.volumes.size === 0) return;
+    const current = this.deps.store.get('pods', this.namespace, this.name);
+    if (current) this.pod = current;
+    const r = prepareVolumes(this.deps.store, this.deps.stateDir, this.pod);
+    if ('volumes' in r) this.volumes = r.volumes;
+  }
+
   /** Wakes loops waiting for a ConfigMap/Secret/PVC to appear. */
   wake(): void {
     const w = this.wakers;

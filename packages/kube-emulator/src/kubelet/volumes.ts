@@ -200,8 +200,20 @@ export function prepareVolumes(store: Store, stateDir: string, pod: KObject): Pr
     const dapi = obj(v.downwardAPI);
     if (!cm && !sec && !proj && !dapi) continue; // unsupported volume type: not mounted
     const dir = join(base, 'cm', name);
-    rmSync(dir, { recursive: true, force: true });
+    if (cm || sec) {
+      // Check before touching the directory: a missing object must leave earlier contents in place.
+      const src = (cm ?? sec) as Json;
+      const oname = str(sec ? (src.secretName ?? src.name) : src.name) ?? '';
+      if (src.optional !== true && !store.get(cm ? 'configmaps' : 'secrets', ns, oname)) {
+        return {
+          error: `MountVolume.SetUp failed for volume "${name}" : ${cm ? 'configmap' : 'secret'} "${oname}" not found`,
+        };
+      }
+    }
+    // Empty the directory rather than replacing it: running containers have it bind-mounted, so rewriting
+    // its files is how ConfigMap/Secret updates reach them.
     mkdirSync(dir, { recursive: true, mode: 0o755 });
+    for (const e of readdirSync(dir)) rmSync(join(dir, e), { recursive: true, force: true });
     chmodSync(dir, 0o755);
     if (fsGroup !== undefined) applyFsGroup(dir, fsGroup);
     if (cm || sec) {
