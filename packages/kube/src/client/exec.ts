@@ -93,7 +93,7 @@ async function connect(
   const action = `exec in ${opts.namespace}/${opts.pod} (${opts.container})`;
   opts.signal.throwIfAborted();
   try {
-    const ws = (await new Exec(kc).exec(
+    const opening = new Exec(kc).exec(
       opts.namespace,
       opts.pod,
       opts.container,
@@ -103,7 +103,29 @@ async function connect(
       stdin,
       tty,
       onStatus,
-    )) as unknown as WebSocket;
+    ) as unknown as Promise<WebSocket>;
+    // client-node waits for the upgrade without a deadline: an API server that never answers must not
+    // outlive our signal. On abort, give up now and close the socket whenever it does open.
+    const ws = await new Promise<WebSocket>((resolve, reject) => {
+      const onAbort = () => {
+        opening.then(
+          (w) => w.terminate(),
+          () => {},
+        );
+        reject(opts.signal.reason);
+      };
+      opts.signal.addEventListener('abort', onAbort, { once: true });
+      opening.then(
+        (w) => {
+          opts.signal.removeEventListener('abort', onAbort);
+          resolve(w);
+        },
+        (e: unknown) => {
+          opts.signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
     // A handshake error after open would otherwise be an unhandled 'error' event.
     ws.on('error', () => {});
     if (opts.signal.aborted) {

@@ -65,12 +65,16 @@ export async function* watchPod(
     notify();
   };
   signal.addEventListener('abort', onAbort);
+  const abortedPromise = new Promise<undefined>((r) => {
+    if (signal.aborted) r(undefined);
+    else signal.addEventListener('abort', () => r(undefined), { once: true });
+  });
   let failures = 0;
   try {
     while (!signal.aborted) {
       const events: Array<{ type: string; object: unknown }> = [];
       let ended: { err: unknown } | undefined;
-      ctrl = await watch.watch(
+      const starting = watch.watch(
         path,
         { fieldSelector: `metadata.name=${name}`, resourceVersion: rv, allowWatchBookmarks: true },
         (type: string, object: unknown) => {
@@ -82,6 +86,17 @@ export async function* watchPod(
           notify();
         },
       );
+      // client-node resolves only once the server answers; a server that never does must not outlive our
+      // deadline: give up on abort, and abort that watch whenever it does start.
+      const started = await Promise.race([starting, abortedPromise]);
+      if (started === undefined) {
+        starting.then(
+          (c) => c.abort(),
+          () => {},
+        );
+        return;
+      }
+      ctrl = started;
       let relist = false;
       while (true) {
         const ev = events.shift();
