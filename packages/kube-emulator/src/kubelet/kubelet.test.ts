@@ -427,6 +427,8 @@ describe('probes', () => {
             readinessProbe: { exec: { command: ['test', '-f', '/tmp/ready'] }, periodSeconds: 1 },
             livenessProbe: {
               exec: { command: ['test', '-f', '/tmp/alive'] },
+              // 100 ms at this timeScale: time for the container to create /tmp/alive first.
+              initialDelaySeconds: 20,
               periodSeconds: 1,
               failureThreshold: 2,
             },
