@@ -1,0 +1,503 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type Emulator, type FailNextSpec, type FaultMatch, start } from '@clauderon/kube-emulator';
+import { CLI, type CliResult, cliEnv, startDaemon } from './support/cli.js';
+import { makeRepo, startCluster, type TestCluster } from './support/cluster.js';
+import { PtyCli } from './support/pty.js';
+import { git, labelledIn, sessionBranches, waitUntil, worktrees } from './support/robust-util.js';
+
+/**
+ * Faults the kube-client suite (kubernetes-faults.test.ts) does not cover: timeouts at create steps,
+ * every failure mode at each delete step, the daemon killed at each step of create and delete, watches
+ * and exec streams dropped mid-operation, and the API server restarting under a running daemon. After
+ * each case a session exists whole or not at all, the CLI said what went wrong, and a rolled-back session
+ * leaves no labelled object, worktree or branch.
+ */
+
+type Repo = { dir: string; cleanup: () => void };
+
+/** A CLI failure a user can read: one error line, no stack, no "[object Object]", no "internal error". */
+function assertCleanFailure(r: CliResult): void {
+  assert.notEqual(r.code, 0, 'the command failed');
+  assert.match(r.stderr, /^error: \S/m, r.stderr);
+  assert.doesNotMatch(`${r.stdout}${r.stderr}`, /\n\s+at .+:\d+:\d+\)?$|\[object Object\]|internal error/m);
+}
+
+/** The emulator the cluster currently uses (tests may replace it). */
+const labelled = (c: TestCluster) => labelledIn(c.emu);
+
+async function listNames(c: TestCluster): Promise<string[]> {
+  const r = await c.cli(['list', '-o', 'json']);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout).sessions as Array<{ name: string }>).map((s) => s.name).sort();
+}
+
+/** Nothing of the named session is left: no labelled object, worktree, branch or listed session. */
+async function assertGone(c: TestCluster, repo: string, name: string): Promise<void> {
+  assert.deepEqual(
+    labelled(c).filter((o) => o.includes(`clauderon-${name}`)),
+    [],
+    'no labelled object left',
+  );
+  assert.ok(!worktrees(c.home).includes(name), 'no worktree left');
+  assert.ok(!(await sessionBranches(repo)).includes(`clauderon/${name}`), 'no branch left');
+  assert.ok(!(await listNames(c)).includes(name), 'not listed');
+}
+
+/** The named session is whole: listed as Running with its four objects and its worktree. */
+async function assertWhole(c: TestCluster, name: string): Promise<void> {
+  const s = await c.cli(['status', name, '-o', 'json']);
+  assert.equal(s.code, 0, s.stderr);
+  assert.equal(JSON.parse(s.stdout).phase, 'Running');
+  assert.deepEqual(labelled(c).filter((o) => o.includes(`clauderon-${name}`)).length, 4);
+  assert.ok(worktrees(c.home).includes(name));
+}
+
+const createArgs = (repo: string, name: string) => [
+  'create',
+  '--repo',
+  repo,
+  '--prompt',
+  'p',
+  '--name',
+  name,
+  '--no-attach',
+];
+
+/** Starts a CLI command in the background, collecting stderr. */
+function background(
+  c: TestCluster,
+  args: string[],
+): { child: ChildProcess; stderr: () => string; done: Promise<number | null> } {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: cliEnv(c.home, c.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => {
+    err += d;
+  });
+  child.stdout!.resume();
+  const done = new Promise<number | null>((r) => child.on('close', r));
+  return { child, stderr: () => err, done };
+}
+
+/** Either outcome of a create under a fault, checked: whole (then deleted) or cleanly refused and gone. */
+async function wholeOrNothing(c: TestCluster, repo: string, name: string, r: CliResult): Promise<void> {
+  c.emu.faults.clear();
+  if (r.code === 0) {
+    await assertWhole(c, name);
+    const d = await c.cli(['delete', name, '--force']);
+    assert.equal(d.code, 0, d.stderr);
+  } else {
+    assertCleanFailure(r);
+  }
+  await assertGone(c, repo, name);
+}
+
+describe('robustness', { concurrency: true }, () => {
+  // ---- plain REST timeouts: client-node's per-request deadline is a fixed 30 s, so only two
+  // representative create steps and one delete step are covered, each on its own cluster, concurrently.
+  describe('a request that never answers (30 s client deadline)', { concurrency: true }, () => {
+    const cases: Array<[string, Omit<FailNextSpec, 'action'>, 'create' | 'delete']> = [
+      [
+        'creating the workspace claim (first object)',
+        { verb: 'create', resource: 'persistentvolumeclaims' },
+        'create',
+      ],
+      [
+        'creating the pod (after claim, config map and secret)',
+        { verb: 'create', resource: 'pods' },
+        'create',
+      ],
+      ['deleting the pod', { verb: 'delete', resource: 'pods' }, 'delete'],
+    ];
+    for (const [step, match, op] of cases) {
+      test(`${op}: a timeout at ${step} fails clearly and leaves a state the next command finishes`, async () => {
+        const c = await startCluster();
+        const repo = await makeRepo();
+        try {
+          const name = op === 'create' ? 'tmo-create' : 'tmo-delete';
+          if (op === 'create') {
+            c.emu.faults.failNext({ ...match, action: { timeout: true } });
+            const r = await c.cli(createArgs(repo.dir, name), { timeoutMs: 120_000 });
+            await wholeOrNothing(c, repo.dir, name, r);
+          } else {
+            const cr = await c.cli(createArgs(repo.dir, name));
+            assert.equal(cr.code, 0, cr.stderr);
+            c.emu.faults.failNext({ ...match, name: `clauderon-${name}`, action: { timeout: true } });
+            const r = await c.cli(['delete', name, '--force'], { timeoutMs: 120_000 });
+            c.emu.faults.clear();
+            if (r.code !== 0) assertCleanFailure(r);
+            const again = await c.cli(['delete', name, '--force']);
+            assert.equal(again.code, 0, again.stderr);
+            await assertGone(c, repo.dir, name);
+          }
+        } finally {
+          await c.stop();
+          repo.cleanup();
+        }
+      });
+    }
+  });
+
+  // ---- named timeouts (short here) and dropped streams during create.
+  describe('create: named timeouts, dropped watches and streams', { concurrency: 1 }, () => {
+    let c: TestCluster;
+    let repo: Repo;
+    before(async () => {
+      c = await startCluster({
+        env: {
+          CLAUDERON_KUBERNETES_TIMEOUTS_POD_START: '8s',
+          CLAUDERON_KUBERNETES_TIMEOUTS_IMAGE_PULL: '2s',
+          CLAUDERON_KUBERNETES_TIMEOUTS_SYNC: '5s',
+        },
+      });
+      repo = await makeRepo();
+    });
+    after(async () => {
+      await c?.stop();
+      repo?.cleanup();
+    });
+
+    test('a pod watch that never answers: the named timeout and a full rollback (or, had the pod been ready at once, a whole session)', async () => {
+      c.emu.faults.failNext({ verb: 'watch', resource: 'pods', count: 20, action: { timeout: true } });
+      const r = await c.cli(createArgs(repo.dir, 'watch-tmo'), { timeoutMs: 90_000 });
+      if (r.code !== 0) {
+        assert.equal(r.code, 12, r.stderr);
+        assert.match(r.stderr, /kubernetes\.timeouts\.pod_start/);
+      }
+      await wholeOrNothing(c, repo.dir, 'watch-tmo', r);
+    });
+
+    test('a sync exec that never answers ends in the sync timeout and a full rollback', async () => {
+      c.emu.faults.failNext({
+        verb: 'exec',
+        resource: 'pods',
+        subresource: 'exec',
+        action: { timeout: true },
+      });
+      const r = await c.cli(createArgs(repo.dir, 'sync-tmo'), { timeoutMs: 90_000 });
+      assert.equal(r.code, 12, r.stderr);
+      assert.match(r.stderr, /workspace sync took longer than 5s/);
+      assert.match(r.stderr, /hint: .*kubernetes\.timeouts\.sync/);
+      await wholeOrNothing(c, repo.dir, 'sync-tmo', r);
+    });
+
+    test('watches dropped again and again while create waits: create still succeeds', async () => {
+      const watchesBefore = c.emu.faults.count({ verb: 'watch', resource: 'pods' });
+      const bg = background(c, createArgs(repo.dir, 'watch-drop'));
+      let dropped = 0;
+      let finished = false;
+      void bg.done.then(() => {
+        finished = true;
+      });
+      while (!finished) {
+        if (c.emu.faults.count({ verb: 'watch', resource: 'pods' }) > watchesBefore)
+          dropped += c.emu.faults.endWatches();
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      const code = await bg.done;
+      assert.equal(code, 0, bg.stderr());
+      assert.ok(dropped > 0, 'at least one watch was dropped mid-create');
+      await assertWhole(c, 'watch-drop');
+      const d = await c.cli(['delete', 'watch-drop', '--force']);
+      assert.equal(d.code, 0, d.stderr);
+      await assertGone(c, repo.dir, 'watch-drop');
+    });
+
+    test('the exec stream killed mid-sync: create fails cleanly and leaves nothing, or succeeds whole', async () => {
+      // A few MiB of incompressible data keeps the sync stream open long enough to be killed.
+      const big = await makeRepo();
+      try {
+        writeFileSync(join(big.dir, 'blob.bin'), randomBytes(24 * 1024 * 1024));
+        await git(big.dir, 'add', 'blob.bin');
+        await git(big.dir, 'commit', '-q', '-m', 'blob');
+        c.emu.faults.addLatency(300, { verb: 'exec' });
+        const execsBefore = c.emu.faults.count({ verb: 'exec' });
+        const bg = background(c, createArgs(big.dir, 'sync-kill'));
+        let killed = 0;
+        let finished = false;
+        void bg.done.then(() => {
+          finished = true;
+        });
+        while (!finished) {
+          if (c.emu.faults.count({ verb: 'exec' }) > execsBefore && /syncing workspace/.test(bg.stderr()))
+            killed += c.emu.faults.killStreams('clauderon', 'clauderon-sync-kill');
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        const code = await bg.done;
+        await wholeOrNothing(c, big.dir, 'sync-kill', {
+          code,
+          signal: null,
+          stdout: '',
+          stderr: bg.stderr(),
+        });
+        assert.ok(killed > 0 || code === 0, 'the stream was killed, or the sync won the race');
+      } finally {
+        c.emu.faults.clear();
+        big.cleanup();
+      }
+    });
+  });
+
+  // ---- delete: each step × server error and reset, plus the watch on the pod never answering.
+  describe('delete under faults', { concurrency: 1 }, () => {
+    let c: TestCluster;
+    let repo: Repo;
+    const steps: Array<[string, Omit<FailNextSpec, 'action'>, boolean]> = [
+      ['pod delete', { verb: 'delete', resource: 'pods' }, true],
+      ['waiting for the pod to go (watch)', { verb: 'watch', resource: 'pods' }, false],
+      ['claim delete', { verb: 'delete', resource: 'persistentvolumeclaims' }, true],
+      ['config map delete', { verb: 'delete', resource: 'configmaps' }, true],
+      ['secret delete', { verb: 'delete', resource: 'secrets' }, true],
+    ];
+    const actions: Array<[string, FailNextSpec['action']]> = [
+      ['a server error', { status: 500, message: 'injected failure' }],
+      ['a connection reset', { reset: true }],
+    ];
+    const name = (i: number, j: number) => `del-${i}-${j}`;
+    before(async () => {
+      c = await startCluster({ env: { CLAUDERON_KUBERNETES_TIMEOUTS_DELETE: '4s' } });
+      repo = await makeRepo();
+      // One session per case, created up front in parallel.
+      const names = steps.flatMap((_, i) => actions.map((__, j) => name(i, j)));
+      names.push('del-watch-tmo');
+      const rs = await Promise.all(names.map((n) => c.cli(createArgs(repo.dir, n), { timeoutMs: 180_000 })));
+      for (const r of rs) assert.equal(r.code, 0, r.stderr);
+    });
+    after(async () => {
+      await c?.stop();
+      repo?.cleanup();
+    });
+
+    for (const [i, [step, match, byName]] of steps.entries()) {
+      for (const [j, [what, action]] of actions.entries()) {
+        test(`${what} at ${step}: the session is still there or gone, and a second delete finishes`, async () => {
+          const n = name(i, j);
+          const objName = {
+            pods: `clauderon-${n}`,
+            persistentvolumeclaims: `clauderon-${n}-workspace`,
+            configmaps: `clauderon-${n}-ca`,
+            secrets: `clauderon-${n}-proxy`,
+          }[match.resource as string];
+          c.emu.faults.failNext({ ...match, ...(byName ? { name: objName } : {}), count: 3, action });
+          const r = await c.cli(['delete', n, '--force'], { timeoutMs: 90_000 });
+          c.emu.faults.clear();
+          if (r.code !== 0) {
+            assertCleanFailure(r);
+            // A half-deleted session is still listed (or gone), never stuck: the retry finishes it.
+            const names = await listNames(c);
+            const left = labelled(c).filter((o) => o.includes(`clauderon-${n}`));
+            assert.ok(names.includes(n) || left.length === 0, `listed, or nothing left: ${left.join(', ')}`);
+          }
+          const again = await c.cli(['delete', n, '--force']);
+          assert.equal(again.code, 0, again.stderr);
+          await assertGone(c, repo.dir, n);
+        });
+      }
+    }
+
+    test('the pod watch never answering during delete: the delete timeout names its key, a retry finishes', async () => {
+      c.emu.faults.failNext({ verb: 'watch', resource: 'pods', count: 50, action: { timeout: true } });
+      const r = await c.cli(['delete', 'del-watch-tmo', '--force'], { timeoutMs: 90_000 });
+      c.emu.faults.clear();
+      if (r.code !== 0) {
+        assertCleanFailure(r);
+        assert.match(r.stderr, /kubernetes\.timeouts\.delete/);
+      }
+      const again = await c.cli(['delete', 'del-watch-tmo', '--force']);
+      assert.equal(again.code, 0, again.stderr);
+      await assertGone(c, repo.dir, 'del-watch-tmo');
+      assert.deepEqual(labelled(c), []);
+    });
+  });
+
+  // ---- the daemon SIGKILLed at each step, then restarted.
+  describe('the daemon killed at each step and restarted', { concurrency: 1 }, () => {
+    let c: TestCluster;
+    let repo: Repo;
+    before(async () => {
+      c = await startCluster();
+      repo = await makeRepo();
+    });
+    after(async () => {
+      await c?.stop();
+      repo?.cleanup();
+    });
+
+    /**
+     * Holds the next request matching `hold` unanswered (the emulator never processes it), waits until the
+     * daemon sends it, then SIGKILLs the daemon: the kill lands exactly at that step.
+     */
+    async function killWhen(hold: FaultMatch): Promise<void> {
+      const before = c.emu.faults.count(hold);
+      c.emu.faults.failNext({ ...hold, action: { timeout: true } });
+      const seen = await waitUntil(() => c.emu.faults.count(hold) > before, 60_000);
+      assert.ok(seen, `the daemon reached ${JSON.stringify(hold)}`);
+      await c.daemon.kill();
+      c.emu.faults.clear();
+    }
+
+    async function restartAndSettle(): Promise<void> {
+      c.daemon = await startDaemon({ home: c.home, env: c.env });
+    }
+
+    const createCases: Array<[string, FaultMatch]> = [
+      [
+        'before the worktree (pod existence check)',
+        { verb: 'get', resource: 'pods', name: 'clauderon-kill-c0' },
+      ],
+      ['after the worktree (creating the claim)', { verb: 'create', resource: 'persistentvolumeclaims' }],
+      ['after the claim (creating the CA config map)', { verb: 'create', resource: 'configmaps' }],
+      ['after the pod (setting owner references)', { verb: 'patch', resource: 'configmaps' }],
+      ['during the sync (exec)', { verb: 'exec', resource: 'pods', subresource: 'exec' }],
+    ];
+    for (const [i, [step, hold]] of createCases.entries()) {
+      test(`create: killed ${step}, the restarted daemon rolls it back completely`, async () => {
+        const n = `kill-c${i}`;
+        const bg = background(c, createArgs(repo.dir, n));
+        await killWhen(hold);
+        const code = await bg.done;
+        assert.notEqual(code, 0, 'the CLI reports the lost daemon');
+        assert.match(bg.stderr(), /^error: .*daemon/m);
+        await restartAndSettle();
+        const clean = await waitUntil(
+          async () =>
+            labelled(c).length === 0 &&
+            worktrees(c.home).length === 0 &&
+            (await sessionBranches(repo.dir)) === '',
+          60_000,
+          200,
+        );
+        assert.ok(clean, `rolled back: ${labelled(c).join(', ')} ${worktrees(c.home).join(', ')}`);
+        await assertGone(c, repo.dir, n);
+      });
+    }
+
+    const deleteCases: Array<[string, FaultMatch, boolean]> = [
+      ['deleting the pod', { verb: 'delete', resource: 'pods' }, false],
+      // A finalizer keeps the pod terminating, so delete is surely watching it go when the kill lands.
+      ['waiting for the pod to go', { verb: 'watch', resource: 'pods' }, true],
+      ['deleting the claim', { verb: 'delete', resource: 'persistentvolumeclaims' }, false],
+    ];
+    for (const [i, [step, hold, finalizer]] of deleteCases.entries()) {
+      test(`delete: killed while ${step}, the restarted daemon finishes the delete`, async () => {
+        const n = `kill-d${i}`;
+        const cr = await c.cli(createArgs(repo.dir, n));
+        assert.equal(cr.code, 0, cr.stderr);
+        const pod = `clauderon-${n}`;
+        const patchFinalizers = (v: string[] | null) =>
+          c.kubectl([
+            '-n',
+            'clauderon',
+            'patch',
+            'pod',
+            pod,
+            '--type=merge',
+            '-p',
+            JSON.stringify({ metadata: { finalizers: v } }),
+          ]);
+        if (finalizer) await patchFinalizers(['clauderon.test/hold']);
+        const bg = background(c, ['delete', n, '--force']);
+        await killWhen(hold);
+        assert.notEqual(await bg.done, 0);
+        if (finalizer) await patchFinalizers(null);
+        await restartAndSettle();
+        const mine = () => labelled(c).filter((o) => o.includes(pod));
+        const clean = await waitUntil(
+          async () =>
+            mine().length === 0 &&
+            !worktrees(c.home).includes(n) &&
+            !(await sessionBranches(repo.dir)).includes(`clauderon/${n}`),
+          60_000,
+          200,
+        );
+        assert.ok(clean, `finished: ${mine().join(', ')} ${worktrees(c.home).join(', ')}`);
+        await assertGone(c, repo.dir, n);
+        const again = await c.cli(['delete', n, '--force']);
+        assert.equal(again.code, 0, 'a second delete is a no-op');
+      });
+    }
+  });
+
+  // ---- attach across a dropped stream, and the API server restarting.
+  describe('attach reconnects and the API server restarts', { concurrency: 1 }, () => {
+    let c: TestCluster;
+    let repo: Repo;
+    let restarted: Emulator | undefined;
+    before(async () => {
+      c = await startCluster();
+      repo = await makeRepo();
+    });
+    after(async () => {
+      // The daemon first, then whichever emulator is running, then the rest of the cluster.
+      await c?.daemon.stop();
+      await restarted?.stop();
+      await c?.stop();
+      repo?.cleanup();
+    });
+
+    test('the exec stream killed mid-attach: a reconnecting notice, and the agent still answers', async () => {
+      const cr = await c.cli(createArgs(repo.dir, 'att'));
+      assert.equal(cr.code, 0, cr.stderr);
+      const p = new PtyCli(['attach', 'att'], { home: c.home, env: c.env });
+      try {
+        await p.waitFor(/agent> /);
+        assert.ok(c.emu.faults.killStreams('clauderon', 'clauderon-att') > 0, 'a stream was killed');
+        await p.waitFor(/reconnecting/i);
+        // After the reconnect tmux redraws; keep typing until the agent's answer shows.
+        const mark = p.mark();
+        const answered = await waitUntil(
+          () => {
+            if (/agent heard: still here/.test(p.text.slice(mark))) return true;
+            p.write('still here\r');
+            return false;
+          },
+          30_000,
+          1500,
+        );
+        assert.ok(answered, p.text.slice(-1500));
+        p.write('\x10\x11');
+        const exit = await p.exited;
+        assert.equal(exit.exitCode, 0);
+      } finally {
+        p.kill();
+      }
+      const d = await c.cli(['delete', 'att', '--force']);
+      assert.equal(d.code, 0, d.stderr);
+    });
+
+    test('the API server restarted under a running daemon: list, create and delete work again', async () => {
+      const cr = await c.cli(createArgs(repo.dir, 'survivor'));
+      assert.equal(cr.code, 0, cr.stderr);
+      const stateDir = dirname(c.emu.kubeconfigPath);
+      const port = Number(new URL(c.emu.url).port);
+      await c.emu.stop();
+      const down = await c.cli(['list']);
+      assertCleanFailure(down);
+      restarted = await start({ stateDir, port, timeScale: 0.1 });
+      c.emu = restarted;
+      const listed = await waitUntil(
+        async () => (await c.cli(['list', '-o', 'json'])).code === 0,
+        30_000,
+        250,
+      );
+      assert.ok(listed, 'list works again');
+      assert.ok((await listNames(c)).includes('survivor'), 'the session is still listed');
+      const cr2 = await c.cli(createArgs(repo.dir, 'after-restart'));
+      assert.equal(cr2.code, 0, cr2.stderr);
+      await assertWhole(c, 'after-restart');
+      for (const n of ['after-restart', 'survivor']) {
+        const d = await c.cli(['delete', n, '--force'], { timeoutMs: 90_000 });
+        assert.equal(d.code, 0, d.stderr);
+        await assertGone(c, repo.dir, n);
+      }
+      assert.deepEqual(labelled(c), []);
+    });
+  });
+});
