@@ -19,7 +19,7 @@ import {
 import { Command, CommanderError, Option } from 'commander';
 import { attachTerminal } from './attach.js';
 import { DaemonClient } from './client.js';
-import { type Io, ProgressRenderer, paint, sessionDetails, sessionsTable } from './output.js';
+import { type Io, ProgressRenderer, paint, sessionDetails, sessionsTable, terminalSafe } from './output.js';
 
 export interface MainOptions {
   io?: Io;
@@ -424,15 +424,17 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
 }
 
 function reportError(io: Io, e: unknown): number {
+  // Messages carry paths, names and pod output: escape control characters so none reaches the terminal raw.
   if (e instanceof ClauderonError) {
-    io.stderr.write(`${paint(io, '31', 'error:')} ${e.message}\n`);
-    if (e.hint) io.stderr.write(`${paint(io, '33', 'hint:')} ${e.hint}\n`);
+    io.stderr.write(`${paint(io, '31', 'error:')} ${terminalSafe(e.message)}\n`);
+    if (e.hint) io.stderr.write(`${paint(io, '33', 'hint:')} ${terminalSafe(e.hint)}\n`);
     if (process.env.CLAUDERON_DEBUG) io.stderr.write(`(${e.code})\n`);
     return e.exitCode;
   }
-  io.stderr.write(
-    `${paint(io, '31', 'error:')} ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
-  );
+  // A bug, not a user error: one line, and the stack only when asked for.
+  const message = e instanceof Error ? e.message : String(e);
+  io.stderr.write(`${paint(io, '31', 'error:')} internal error: ${terminalSafe(message)}\n`);
+  if (process.env.CLAUDERON_DEBUG && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
   return 1;
 }
 
