@@ -48,7 +48,7 @@ const sizes = {
   },
   load: { sessions: num('BENCH_LOAD_SESSIONS', 50, 10) },
   cli: { runs: num('BENCH_CLI_RUNS', 30, 10) },
-  timeScale: num('BENCH_TIME_SCALE', 0.1, 0.1),
+  timeScale: num('BENCH_TIME_SCALE', 1, 0.1),
 };
 const only = new Set(
   (process.env.BENCH_ONLY ?? 'cli,create,sync,attach,scale,load').split(',').map((s) => s.trim()),
@@ -131,17 +131,17 @@ try {
     });
     if (only.has('sync')) ctx.bigRepo = await generateRepo(sizes.repo);
     log('starting the emulator and the daemon');
-    ctx.emu = await startEmulator({ timeScale: sizes.timeScale });
-    ctx.agentPath = installAgent();
-    const daemonDeaths = [];
-    result.daemonDeaths = daemonDeaths;
-    const onDeath = ({ code, signal, log: out }) => {
-      const file = join(ROOT, 'bench-results', `daemon-death-${Date.now()}.log`);
+    const deaths = [];
+    result.deaths = deaths;
+    const onDeath = ({ what, code, signal, log: out }) => {
+      const file = join(ROOT, 'bench-results', `${what}-death-${Date.now()}.log`);
       mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
       writeFileSync(file, out);
-      daemonDeaths.push({ at: new Date().toISOString(), code, signal, log: file });
-      log(`THE DAEMON DIED (exit ${code}, signal ${signal}); its output is in ${file}`);
+      deaths.push({ what, at: new Date().toISOString(), code, signal, log: file });
+      log(`THE ${what.toUpperCase()} DIED (exit ${code}, signal ${signal}); its output is in ${file}`);
     };
+    ctx.emu = await startEmulator({ timeScale: sizes.timeScale, onDeath });
+    ctx.agentPath = installAgent();
     ctx.daemon = await startDaemon({ emu: ctx.emu, agentPath: ctx.agentPath, onDeath });
     // A daemon that died in one section is restarted (same home) so the next section still measures.
     ctx.ensureDaemon = async () => {

@@ -107,7 +107,7 @@ function stopChild(child, signal = 'SIGTERM', graceMs = 15_000) {
 
 // ---- the emulator (a child process: its work does not share the bench's event loop) -------------------
 
-export async function startEmulator({ timeScale = 0.1 } = {}) {
+export async function startEmulator({ timeScale = 0.1, onDeath } = {}) {
   const stateDir = tempDir('clauderon-bench-emu-');
   const kubeconfig = join(stateDir, 'kubeconfig');
   const child = spawn(
@@ -115,7 +115,21 @@ export async function startEmulator({ timeScale = 0.1 } = {}) {
     [EMULATOR_BIN, '--state-dir', stateDir, '--kubeconfig', kubeconfig, '--time-scale', String(timeScale)],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  const stop = onCleanup(() => stopChild(child));
+  let out = '';
+  const keep = (d) => {
+    out += d;
+    if (out.length > 2_000_000) out = out.slice(-1_000_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let stopping = false;
+  const stop = onCleanup(() => {
+    stopping = true;
+    return stopChild(child);
+  });
+  child.once('exit', (code, signal) => {
+    if (!stopping) onDeath?.({ what: 'emulator', code, signal, log: out });
+  });
   const m = await waitForLine(child, /kube-emulator ready (\S+)/, 30_000, 'the emulator');
   const url = new URL(m[1]);
   const kc = JSON.parse(readFileSync(kubeconfig, 'utf8'));
@@ -242,7 +256,7 @@ export async function startDaemon({
     return stopChild(child);
   });
   child.once('exit', (code, signal) => {
-    if (!stopping) onDeath?.({ code, signal, log });
+    if (!stopping) onDeath?.({ what: 'daemon', code, signal, log });
   });
   await waitForLine(child, /listening on/, 30_000, 'the daemon');
   const socket = join(home, 'clauderon.sock');

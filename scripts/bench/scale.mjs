@@ -51,6 +51,12 @@ export async function benchScale(ctx) {
   );
   const deleteWall = now() - t1;
   const deleteFailed = deletes.filter((r) => r.code !== 0).length;
+  const deleteErrors = deletes
+    .map((r, i) =>
+      r.code !== 0 ? `${names[i]}: ${r.stderr.trim().split('\n').slice(-2).join(' / ')}` : undefined,
+    )
+    .filter(Boolean);
+  for (const e of deleteErrors.slice(0, 3)) ctx.log(`scale: delete ${e}`);
   ctx.result.scale = {
     sessions: n,
     createWallMs: createWall,
@@ -62,6 +68,7 @@ export async function benchScale(ctx) {
     list: list50,
     deleteWallMs: deleteWall,
     deleteFailed,
+    deleteErrors,
   };
   return [
     figure({
