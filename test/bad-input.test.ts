@@ -383,6 +383,13 @@ describe('bad input', () => {
         { local: false },
       );
     });
+    test('refuses a 200 KB prompt piped on standard input the same way', async () => {
+      await refused(
+        [...noPrompt(), '--name', 'big-stdin', '--prompt-file', '-'],
+        { exit: 2, code: 'CLAUDERON_E_INVALID_INPUT', match: /limit is 131072/ },
+        { input: 'v'.repeat(200_000), local: false },
+      );
+    });
     test('refuses a prompt with a terminal escape sequence', async () => {
       await refused([...noPrompt(), '--prompt', 'fix \x1b[2J it'], { ...USAGE, match: /control characters/ });
     });

@@ -99,152 +99,9 @@ async function wholeOrNothing(c: TestCluster, repo: string, name: string, r: Cli
   await assertGone(c, repo, name);
 }
 
-describe('robustness', { concurrency: true }, () => {
-  // ---- plain REST timeouts: client-node's per-request deadline is a fixed 30 s, so only two
-  // representative create steps and one delete step are covered, each on its own cluster, concurrently.
-  describe('a request that never answers (30 s client deadline)', { concurrency: true }, () => {
-    const cases: Array<[string, Omit<FailNextSpec, 'action'>, 'create' | 'delete']> = [
-      [
-        'creating the workspace claim (first object)',
-        { verb: 'create', resource: 'persistentvolumeclaims' },
-        'create',
-      ],
-      [
-        'creating the pod (after claim, config map and secret)',
-        { verb: 'create', resource: 'pods' },
-        'create',
-      ],
-      ['deleting the pod', { verb: 'delete', resource: 'pods' }, 'delete'],
-    ];
-    for (const [step, match, op] of cases) {
-      test(`${op}: a timeout at ${step} fails clearly and leaves a state the next command finishes`, async () => {
-        const c = await startCluster();
-        const repo = await makeRepo();
-        try {
-          const name = op === 'create' ? 'tmo-create' : 'tmo-delete';
-          if (op === 'create') {
-            c.emu.faults.failNext({ ...match, action: { timeout: true } });
-            const r = await c.cli(createArgs(repo.dir, name), { timeoutMs: 120_000 });
-            await wholeOrNothing(c, repo.dir, name, r);
-          } else {
-            const cr = await c.cli(createArgs(repo.dir, name));
-            assert.equal(cr.code, 0, cr.stderr);
-            c.emu.faults.failNext({ ...match, name: `clauderon-${name}`, action: { timeout: true } });
-            const r = await c.cli(['delete', name, '--force'], { timeoutMs: 120_000 });
-            c.emu.faults.clear();
-            if (r.code !== 0) assertCleanFailure(r);
-            const again = await c.cli(['delete', name, '--force']);
-            assert.equal(again.code, 0, again.stderr);
-            await assertGone(c, repo.dir, name);
-          }
-        } finally {
-          await c.stop();
-          repo.cleanup();
-        }
-      });
-    }
-  });
-
-  // ---- named timeouts (short here) and dropped streams during create.
-  describe('create: named timeouts, dropped watches and streams', { concurrency: 1 }, () => {
-    let c: TestCluster;
-    let repo: Repo;
-    before(async () => {
-      c = await startCluster({
-        env: {
-          CLAUDERON_KUBERNETES_TIMEOUTS_POD_START: '8s',
-          CLAUDERON_KUBERNETES_TIMEOUTS_IMAGE_PULL: '2s',
-          CLAUDERON_KUBERNETES_TIMEOUTS_SYNC: '5s',
-        },
-      });
-      repo = await makeRepo();
-    });
-    after(async () => {
-      await c?.stop();
-      repo?.cleanup();
-    });
-
-    test('a pod watch that never answers: the named timeout and a full rollback (or, had the pod been ready at once, a whole session)', async () => {
-      c.emu.faults.failNext({ verb: 'watch', resource: 'pods', count: 20, action: { timeout: true } });
-      const r = await c.cli(createArgs(repo.dir, 'watch-tmo'), { timeoutMs: 90_000 });
-      if (r.code !== 0) {
-        assert.equal(r.code, 12, r.stderr);
-        assert.match(r.stderr, /kubernetes\.timeouts\.pod_start/);
-      }
-      await wholeOrNothing(c, repo.dir, 'watch-tmo', r);
-    });
-
-    test('a sync exec that never answers ends in the sync timeout and a full rollback', async () => {
-      c.emu.faults.failNext({
-        verb: 'exec',
-        resource: 'pods',
-        subresource: 'exec',
-        action: { timeout: true },
-      });
-      const r = await c.cli(createArgs(repo.dir, 'sync-tmo'), { timeoutMs: 90_000 });
-      assert.equal(r.code, 12, r.stderr);
-      assert.match(r.stderr, /workspace sync took longer than 5s/);
-      assert.match(r.stderr, /hint: .*kubernetes\.timeouts\.sync/);
-      await wholeOrNothing(c, repo.dir, 'sync-tmo', r);
-    });
-
-    test('watches dropped again and again while create waits: create still succeeds', async () => {
-      const watchesBefore = c.emu.faults.count({ verb: 'watch', resource: 'pods' });
-      const bg = background(c, createArgs(repo.dir, 'watch-drop'));
-      let dropped = 0;
-      let finished = false;
-      void bg.done.then(() => {
-        finished = true;
-      });
-      while (!finished) {
-        if (c.emu.faults.count({ verb: 'watch', resource: 'pods' }) > watchesBefore)
-          dropped += c.emu.faults.endWatches();
-        await new Promise((r) => setTimeout(r, 30));
-      }
-      const code = await bg.done;
-      assert.equal(code, 0, bg.stderr());
-      assert.ok(dropped > 0, 'at least one watch was dropped mid-create');
-      await assertWhole(c, 'watch-drop');
-      const d = await c.cli(['delete', 'watch-drop', '--force']);
-      assert.equal(d.code, 0, d.stderr);
-      await assertGone(c, repo.dir, 'watch-drop');
-    });
-
-    test('the exec stream killed mid-sync: create fails cleanly and leaves nothing, or succeeds whole', async () => {
-      // A few MiB of incompressible data keeps the sync stream open long enough to be killed.
-      const big = await makeRepo();
-      try {
-        writeFileSync(join(big.dir, 'blob.bin'), randomBytes(24 * 1024 * 1024));
-        await git(big.dir, 'add', 'blob.bin');
-        await git(big.dir, 'commit', '-q', '-m', 'blob');
-        c.emu.faults.addLatency(300, { verb: 'exec' });
-        const execsBefore = c.emu.faults.count({ verb: 'exec' });
-        const bg = background(c, createArgs(big.dir, 'sync-kill'));
-        let killed = 0;
-        let finished = false;
-        void bg.done.then(() => {
-          finished = true;
-        });
-        while (!finished) {
-          if (c.emu.faults.count({ verb: 'exec' }) > execsBefore && /syncing workspace/.test(bg.stderr()))
-            killed += c.emu.faults.killStreams('clauderon', 'clauderon-sync-kill');
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        const code = await bg.done;
-        await wholeOrNothing(c, big.dir, 'sync-kill', {
-          code,
-          signal: null,
-          stdout: '',
-          stderr: bg.stderr(),
-        });
-        assert.ok(killed > 0 || code === 0, 'the stream was killed, or the sync won the race');
-      } finally {
-        c.emu.faults.clear();
-        big.cleanup();
-      }
-    });
-  });
-
+// Each describe has its own cluster; four run at a time, longest first (more daemons starting at once crowd
+// two cores).
+describe('robustness', { concurrency: 4 }, () => {
   // ---- delete: each step × server error and reset, plus the watch on the pod never answering.
   describe('delete under faults', { concurrency: 1 }, () => {
     let c: TestCluster;
@@ -277,7 +134,7 @@ describe('robustness', { concurrency: true }, () => {
 
     for (const [i, [step, match, byName]] of steps.entries()) {
       for (const [j, [what, action]] of actions.entries()) {
-        test(`${what} at ${step}: the session is still there or gone, and a second delete finishes`, async () => {
+        test(`${what} at ${step}: the session is still there or gone, and a second delete finishes`, async (t) => {
           const n = name(i, j);
           const objName = {
             pods: `clauderon-${n}`,
@@ -288,6 +145,7 @@ describe('robustness', { concurrency: true }, () => {
           c.emu.faults.failNext({ ...match, ...(byName ? { name: objName } : {}), count: 3, action });
           const r = await c.cli(['delete', n, '--force'], { timeoutMs: 90_000 });
           c.emu.faults.clear();
+          t.diagnostic(`first delete exited ${r.code}: ${r.stderr.match(/^error: .*/m)?.[0] ?? 'ok'}`);
           if (r.code !== 0) {
             assertCleanFailure(r);
             // A half-deleted session is still listed (or gone), never stuck: the retry finishes it.
@@ -423,6 +281,174 @@ describe('robustness', { concurrency: true }, () => {
         assert.equal(again.code, 0, 'a second delete is a no-op');
       });
     }
+  });
+
+  // ---- plain REST timeouts: client-node's per-request deadline is a fixed 30 s (not configurable), so two
+  // representative create steps and one delete step are covered, all at once on one cluster.
+  describe('a request that never answers (30 s client deadline)', () => {
+    let c: TestCluster;
+    let repo: Repo;
+    before(async () => {
+      c = await startCluster();
+      repo = await makeRepo();
+    });
+    after(async () => {
+      await c?.stop();
+      repo?.cleanup();
+    });
+
+    test('at the claim create, the pod create and the pod delete: clear errors, and nothing half made', async () => {
+      const cr = await c.cli(createArgs(repo.dir, 'tmo-delete'));
+      assert.equal(cr.code, 0, cr.stderr);
+      // Armed one at a time, each once the previous one holds its request, so no case takes another's fault.
+      const claims = c.emu.faults.count({ verb: 'create', resource: 'persistentvolumeclaims' });
+      c.emu.faults.failNext({
+        verb: 'create',
+        resource: 'persistentvolumeclaims',
+        action: { timeout: true },
+      });
+      const claimCase = background(c, createArgs(repo.dir, 'tmo-claim'));
+      assert.ok(
+        await waitUntil(
+          () => c.emu.faults.count({ verb: 'create', resource: 'persistentvolumeclaims' }) > claims,
+          60_000,
+        ),
+      );
+      c.emu.faults.failNext({ verb: 'create', resource: 'pods', action: { timeout: true } });
+      const podCase = background(c, createArgs(repo.dir, 'tmo-pod'));
+      c.emu.faults.failNext({
+        verb: 'delete',
+        resource: 'pods',
+        name: 'clauderon-tmo-delete',
+        action: { timeout: true },
+      });
+      const deleteCase = background(c, ['delete', 'tmo-delete', '--force']);
+      const [claimCode, podCode, deleteCode] = await Promise.all([
+        claimCase.done,
+        podCase.done,
+        deleteCase.done,
+      ]);
+      c.emu.faults.clear();
+      const result = (code: number | null, stderr: string): CliResult => ({
+        code,
+        signal: null,
+        stdout: '',
+        stderr,
+      });
+      await wholeOrNothing(c, repo.dir, 'tmo-claim', result(claimCode, claimCase.stderr()));
+      await wholeOrNothing(c, repo.dir, 'tmo-pod', result(podCode, podCase.stderr()));
+      if (deleteCode !== 0) assertCleanFailure(result(deleteCode, deleteCase.stderr()));
+      const again = await c.cli(['delete', 'tmo-delete', '--force']);
+      assert.equal(again.code, 0, again.stderr);
+      await assertGone(c, repo.dir, 'tmo-delete');
+      assert.deepEqual(labelled(c), []);
+    });
+  });
+
+  // ---- named timeouts (short here) and dropped streams during create.
+  describe('create: named timeouts, dropped watches and streams', { concurrency: 1 }, () => {
+    let c: TestCluster;
+    let repo: Repo;
+    before(async () => {
+      // Real kubelet delays (timeScale 1): the pod is not ready at the first read, so create must watch it.
+      c = await startCluster({
+        emulator: { timeScale: 1 },
+        env: {
+          CLAUDERON_KUBERNETES_TIMEOUTS_POD_START: '8s',
+          CLAUDERON_KUBERNETES_TIMEOUTS_IMAGE_PULL: '2s',
+          CLAUDERON_KUBERNETES_TIMEOUTS_SYNC: '5s',
+        },
+      });
+      repo = await makeRepo();
+    });
+    after(async () => {
+      await c?.stop();
+      repo?.cleanup();
+    });
+
+    test('a pod watch that never answers: the named timeout and a full rollback (or, had the pod been ready at once, a whole session)', async (t) => {
+      c.emu.faults.failNext({ verb: 'watch', resource: 'pods', count: 20, action: { timeout: true } });
+      const r = await c.cli(createArgs(repo.dir, 'watch-tmo'), { timeoutMs: 90_000 });
+      t.diagnostic(`create exited ${r.code}: ${r.stderr.match(/^error: .*/m)?.[0] ?? 'ok'}`);
+      if (r.code !== 0) {
+        assert.equal(r.code, 12, r.stderr);
+        assert.match(r.stderr, /kubernetes\.timeouts\.pod_start/);
+      }
+      await wholeOrNothing(c, repo.dir, 'watch-tmo', r);
+    });
+
+    test('a sync exec that never answers ends in the sync timeout and a full rollback', async () => {
+      c.emu.faults.failNext({
+        verb: 'exec',
+        resource: 'pods',
+        subresource: 'exec',
+        action: { timeout: true },
+      });
+      const r = await c.cli(createArgs(repo.dir, 'sync-tmo'), { timeoutMs: 90_000 });
+      assert.equal(r.code, 12, r.stderr);
+      assert.match(r.stderr, /workspace sync took longer than 5s/);
+      assert.match(r.stderr, /hint: .*kubernetes\.timeouts\.sync/);
+      await wholeOrNothing(c, repo.dir, 'sync-tmo', r);
+    });
+
+    test('watches dropped again and again while create waits: create still succeeds', async () => {
+      const watchesBefore = c.emu.faults.count({ verb: 'watch', resource: 'pods' });
+      const bg = background(c, createArgs(repo.dir, 'watch-drop'));
+      let dropped = 0;
+      let finished = false;
+      void bg.done.then(() => {
+        finished = true;
+      });
+      while (!finished) {
+        if (c.emu.faults.count({ verb: 'watch', resource: 'pods' }) > watchesBefore)
+          dropped += c.emu.faults.endWatches();
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      const code = await bg.done;
+      assert.equal(code, 0, bg.stderr());
+      assert.ok(dropped > 0, 'at least one watch was dropped mid-create');
+      await assertWhole(c, 'watch-drop');
+      const d = await c.cli(['delete', 'watch-drop', '--force']);
+      assert.equal(d.code, 0, d.stderr);
+      await assertGone(c, repo.dir, 'watch-drop');
+    });
+
+    test('the exec stream killed mid-sync: create fails cleanly and leaves nothing, or succeeds whole', async (t) => {
+      // A few MiB of incompressible data keeps the sync stream open long enough to be killed.
+      const big = await makeRepo();
+      try {
+        writeFileSync(join(big.dir, 'blob.bin'), randomBytes(24 * 1024 * 1024));
+        await git(big.dir, 'add', 'blob.bin');
+        await git(big.dir, 'commit', '-q', '-m', 'blob');
+        c.emu.faults.addLatency(300, { verb: 'exec' });
+        const execsBefore = c.emu.faults.count({ verb: 'exec' });
+        const bg = background(c, createArgs(big.dir, 'sync-kill'));
+        let killed = 0;
+        let finished = false;
+        void bg.done.then(() => {
+          finished = true;
+        });
+        while (!finished) {
+          if (c.emu.faults.count({ verb: 'exec' }) > execsBefore && /syncing workspace/.test(bg.stderr()))
+            killed += c.emu.faults.killStreams('clauderon', 'clauderon-sync-kill');
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        const code = await bg.done;
+        t.diagnostic(
+          `killed ${killed} stream(s); create exited ${code}: ${bg.stderr().match(/^error: .*/m)?.[0] ?? 'ok'}`,
+        );
+        await wholeOrNothing(c, big.dir, 'sync-kill', {
+          code,
+          signal: null,
+          stdout: '',
+          stderr: bg.stderr(),
+        });
+        assert.ok(killed > 0 || code === 0, 'the stream was killed, or the sync won the race');
+      } finally {
+        c.emu.faults.clear();
+        big.cleanup();
+      }
+    });
   });
 
   // ---- attach across a dropped stream, and the API server restarting.
