@@ -35,6 +35,13 @@ async function makeBackend(ctx: BackendContext): Promise<SessionBackend> {
 
 /** Runs the daemon until stopped; resolves to the process exit code. */
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
+  // Stop requests are listened for before anything is announced, so a SIGTERM right after the ready line
+  // always gets the ordered shutdown rather than the default "die at once".
+  const stopSignals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
+  const stopped = new Promise<string>((resolve) => {
+    if (opts.handleSignals !== false) for (const s of stopSignals) process.once(s, () => resolve(s));
+    opts.stop?.then(() => resolve('stop'));
+  });
   const { config, paths } = loadConfig({ env: opts.env, ...(opts.flags ? { flags: opts.flags } : {}) });
   await prepareSocketPath(paths.socket);
   const logger = createLogger(paths.logs, config.daemon.log_level, opts.env);
@@ -62,11 +69,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   backend.start(lifetime.signal).catch((err) => logger.error({ err }, 'startup reconcile failed'));
   opts.onReady?.({ socket: paths.socket });
 
-  const stopSignals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
-  const stopped = new Promise<string>((resolve) => {
-    if (opts.handleSignals !== false) for (const s of stopSignals) process.once(s, () => resolve(s));
-    opts.stop?.then(() => resolve('stop'));
-  });
   const why = await stopped;
   logger.info({ why }, 'shutting down');
 

@@ -22,7 +22,27 @@ if (!values['state-dir'] || !values.kubeconfig) {
   process.exit(2);
 }
 
-const emu = await start({
+// Signal handlers go in before anything is announced: a SIGTERM sent right after the ready line must stop
+// the emulator cleanly, not kill it by the default action.
+let emu: Awaited<ReturnType<typeof start>> | undefined;
+let stopping = false;
+const shutdown = (): void => {
+  if (stopping) return;
+  stopping = true;
+  // A signal during start-up is acted on once start-up is done (see below).
+  if (!emu) return;
+  emu.stop().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`kube-emulator: stop failed: ${String(err)}\n`);
+      process.exit(1);
+    },
+  );
+};
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+
+emu = await start({
   stateDir: values['state-dir'],
   kubeconfigPath: values.kubeconfig,
   ...(values.port ? { port: Number(values.port) } : {}),
@@ -34,17 +54,7 @@ const emu = await start({
 });
 process.stdout.write(`kube-emulator ready ${emu.url} kubeconfig=${emu.kubeconfigPath}\n`);
 
-let stopping = false;
-const shutdown = (): void => {
-  if (stopping) return;
-  stopping = true;
-  emu.stop().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      process.stderr.write(`kube-emulator: stop failed: ${String(err)}\n`);
-      process.exit(1);
-    },
-  );
-};
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
+if (stopping) {
+  stopping = false;
+  shutdown();
+}
