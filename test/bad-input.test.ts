@@ -325,7 +325,7 @@ describe('bad input', () => {
     });
   });
 
-  describe('prompts', () => {
+  describe('prompts', { concurrency: 4 }, () => {
     const noPrompt = () => ['create', '--no-attach', '--repo', repo.dir];
     test('refuses a create without a prompt', async () => {
       await refused(noPrompt(), { ...USAGE, match: /a prompt is required/, hint: /--prompt-file/ });
@@ -369,6 +369,32 @@ describe('bad input', () => {
         },
       );
     });
+    test('refuses a prompt with a terminal escape sequence', async () => {
+      await refused([...noPrompt(), '--prompt', 'fix \x1b[2J it'], { ...USAGE, match: /control characters/ });
+    });
+    test('refuses a prompt file with a NUL byte', async () => {
+      const f = join(scratch, 'nul.md');
+      writeFileSync(f, 'fix\0it');
+      await refused([...noPrompt(), '--prompt-file', f], { ...USAGE, match: /control characters/ });
+    });
+    test('refuses a prompt file that is not valid UTF-8', async () => {
+      const f = join(scratch, 'latin1.md');
+      writeFileSync(f, Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]));
+      await refused([...noPrompt(), '--prompt-file', f], { ...USAGE, match: /not valid UTF-8/ });
+    });
+    test('refuses a prompt argument that is not valid UTF-8', async () => {
+      await refused(
+        [...noPrompt(), '--prompt'],
+        { ...USAGE, match: /not valid UTF-8/ },
+        { raw: 'fix \\377 it' },
+      );
+    });
+  });
+
+  // These two get as far as the worktree and snapshot before the argument limit refuses them, so they run
+  // on their own, not alongside the local-only refusals above.
+  describe('prompts over the Linux single-argument limit', () => {
+    const noPrompt = () => ['create', '--no-attach', '--repo', repo.dir];
     test('refuses a 200 KB prompt (over Linux single-argument limit) and removes what it started', async () => {
       const f = join(scratch, 'big.md');
       writeFileSync(f, 'w'.repeat(200_000));
@@ -388,26 +414,6 @@ describe('bad input', () => {
         [...noPrompt(), '--name', 'big-stdin', '--prompt-file', '-'],
         { exit: 2, code: 'CLAUDERON_E_INVALID_INPUT', match: /limit is 131072/ },
         { input: 'v'.repeat(200_000), local: false },
-      );
-    });
-    test('refuses a prompt with a terminal escape sequence', async () => {
-      await refused([...noPrompt(), '--prompt', 'fix \x1b[2J it'], { ...USAGE, match: /control characters/ });
-    });
-    test('refuses a prompt file with a NUL byte', async () => {
-      const f = join(scratch, 'nul.md');
-      writeFileSync(f, 'fix\0it');
-      await refused([...noPrompt(), '--prompt-file', f], { ...USAGE, match: /control characters/ });
-    });
-    test('refuses a prompt file that is not valid UTF-8', async () => {
-      const f = join(scratch, 'latin1.md');
-      writeFileSync(f, Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]));
-      await refused([...noPrompt(), '--prompt-file', f], { ...USAGE, match: /not valid UTF-8/ });
-    });
-    test('refuses a prompt argument that is not valid UTF-8', async () => {
-      await refused(
-        [...noPrompt(), '--prompt'],
-        { ...USAGE, match: /not valid UTF-8/ },
-        { raw: 'fix \\377 it' },
       );
     });
   });
@@ -693,7 +699,7 @@ describe('bad input', () => {
     });
   });
 
-  describe('the daemon socket', () => {
+  describe('the daemon socket', { concurrency: 4 }, () => {
     const daemonIn = (home: string) =>
       runCli(['daemon'], { home, env: { CLAUDERON_DEBUG: '1' }, timeoutMs: 20_000 });
     test('the daemon refuses a CLAUDERON_HOME owned by another user', async () => {
