@@ -99,82 +99,9 @@ async function wholeOrNothing(c: TestCluster, repo: string, name: string, r: Cli
   await assertGone(c, repo, name);
 }
 
-// Each describe has its own cluster; four run at a time, longest first (more daemons starting at once crowd
+// Each describe has its own cluster; five run at a time, longest first (more daemons starting at once crowd
 // two cores).
-describe('robustness', { concurrency: 4 }, () => {
-  // ---- delete: each step × server error and reset, plus the watch on the pod never answering.
-  describe('delete under faults', { concurrency: 1 }, () => {
-    let c: TestCluster;
-    let repo: Repo;
-    const steps: Array<[string, Omit<FailNextSpec, 'action'>, boolean]> = [
-      ['pod delete', { verb: 'delete', resource: 'pods' }, true],
-      ['waiting for the pod to go (watch)', { verb: 'watch', resource: 'pods' }, false],
-      ['claim delete', { verb: 'delete', resource: 'persistentvolumeclaims' }, true],
-      ['config map delete', { verb: 'delete', resource: 'configmaps' }, true],
-      ['secret delete', { verb: 'delete', resource: 'secrets' }, true],
-    ];
-    const actions: Array<[string, FailNextSpec['action']]> = [
-      ['a server error', { status: 500, message: 'injected failure' }],
-      ['a connection reset', { reset: true }],
-    ];
-    const name = (i: number, j: number) => `del-${i}-${j}`;
-    before(async () => {
-      c = await startCluster({ env: { CLAUDERON_KUBERNETES_TIMEOUTS_DELETE: '4s' } });
-      repo = await makeRepo();
-      // One session per case, created up front in parallel.
-      const names = steps.flatMap((_, i) => actions.map((__, j) => name(i, j)));
-      names.push('del-watch-tmo');
-      const rs = await Promise.all(names.map((n) => c.cli(createArgs(repo.dir, n), { timeoutMs: 180_000 })));
-      for (const r of rs) assert.equal(r.code, 0, r.stderr);
-    });
-    after(async () => {
-      await c?.stop();
-      repo?.cleanup();
-    });
-
-    for (const [i, [step, match, byName]] of steps.entries()) {
-      for (const [j, [what, action]] of actions.entries()) {
-        test(`${what} at ${step}: the session is still there or gone, and a second delete finishes`, async (t) => {
-          const n = name(i, j);
-          const objName = {
-            pods: `clauderon-${n}`,
-            persistentvolumeclaims: `clauderon-${n}-workspace`,
-            configmaps: `clauderon-${n}-ca`,
-            secrets: `clauderon-${n}-proxy`,
-          }[match.resource as string];
-          c.emu.faults.failNext({ ...match, ...(byName ? { name: objName } : {}), count: 3, action });
-          const r = await c.cli(['delete', n, '--force'], { timeoutMs: 90_000 });
-          c.emu.faults.clear();
-          t.diagnostic(`first delete exited ${r.code}: ${r.stderr.match(/^error: .*/m)?.[0] ?? 'ok'}`);
-          if (r.code !== 0) {
-            assertCleanFailure(r);
-            // A half-deleted session is still listed (or gone), never stuck: the retry finishes it.
-            const names = await listNames(c);
-            const left = labelled(c).filter((o) => o.includes(`clauderon-${n}`));
-            assert.ok(names.includes(n) || left.length === 0, `listed, or nothing left: ${left.join(', ')}`);
-          }
-          const again = await c.cli(['delete', n, '--force']);
-          assert.equal(again.code, 0, again.stderr);
-          await assertGone(c, repo.dir, n);
-        });
-      }
-    }
-
-    test('the pod watch never answering during delete: the delete timeout names its key, a retry finishes', async () => {
-      c.emu.faults.failNext({ verb: 'watch', resource: 'pods', count: 50, action: { timeout: true } });
-      const r = await c.cli(['delete', 'del-watch-tmo', '--force'], { timeoutMs: 90_000 });
-      c.emu.faults.clear();
-      if (r.code !== 0) {
-        assertCleanFailure(r);
-        assert.match(r.stderr, /kubernetes\.timeouts\.delete/);
-      }
-      const again = await c.cli(['delete', 'del-watch-tmo', '--force']);
-      assert.equal(again.code, 0, again.stderr);
-      await assertGone(c, repo.dir, 'del-watch-tmo');
-      assert.deepEqual(labelled(c), []);
-    });
-  });
-
+describe('robustness', { concurrency: 5 }, () => {
   // ---- the daemon SIGKILLed at each step, then restarted.
   describe('the daemon killed at each step and restarted', { concurrency: 1 }, () => {
     let c: TestCluster;
@@ -282,6 +209,84 @@ describe('robustness', { concurrency: 4 }, () => {
       });
     }
   });
+
+  // ---- delete: each step × server error and reset (one cluster per kind of fault), plus the watch on the
+  // pod never answering.
+  const deleteSteps: Array<[string, Omit<FailNextSpec, 'action'>, boolean]> = [
+    ['pod delete', { verb: 'delete', resource: 'pods' }, true],
+    ['waiting for the pod to go (watch)', { verb: 'watch', resource: 'pods' }, false],
+    ['claim delete', { verb: 'delete', resource: 'persistentvolumeclaims' }, true],
+    ['config map delete', { verb: 'delete', resource: 'configmaps' }, true],
+    ['secret delete', { verb: 'delete', resource: 'secrets' }, true],
+  ];
+  const deleteFaults: Array<[string, FailNextSpec['action']]> = [
+    ['a server error', { status: 500, message: 'injected failure' }],
+    ['a connection reset', { reset: true }],
+  ];
+  for (const [j, [what, action]] of deleteFaults.entries()) {
+    describe(`delete under ${what}`, { concurrency: 1 }, () => {
+      let c: TestCluster;
+      let repo: Repo;
+      const name = (i: number) => `del-${j}-${i}`;
+      before(async () => {
+        c = await startCluster({ env: { CLAUDERON_KUBERNETES_TIMEOUTS_DELETE: '4s' } });
+        repo = await makeRepo();
+        // One session per case, created up front in parallel.
+        const names = deleteSteps.map((_, i) => name(i));
+        if (j === 0) names.push('del-watch-tmo');
+        const rs = await Promise.all(
+          names.map((n) => c.cli(createArgs(repo.dir, n), { timeoutMs: 180_000 })),
+        );
+        for (const r of rs) assert.equal(r.code, 0, r.stderr);
+      });
+      after(async () => {
+        await c?.stop();
+        repo?.cleanup();
+      });
+
+      for (const [i, [step, match, byName]] of deleteSteps.entries()) {
+        test(`${what} at ${step}: the session is still there or gone, and a second delete finishes`, async (t) => {
+          const n = name(i);
+          const objName = {
+            pods: `clauderon-${n}`,
+            persistentvolumeclaims: `clauderon-${n}-workspace`,
+            configmaps: `clauderon-${n}-ca`,
+            secrets: `clauderon-${n}-proxy`,
+          }[match.resource as string];
+          c.emu.faults.failNext({ ...match, ...(byName ? { name: objName } : {}), count: 3, action });
+          const r = await c.cli(['delete', n, '--force'], { timeoutMs: 90_000 });
+          c.emu.faults.clear();
+          t.diagnostic(`first delete exited ${r.code}: ${r.stderr.match(/^error: .*/m)?.[0] ?? 'ok'}`);
+          if (r.code !== 0) {
+            assertCleanFailure(r);
+            // A half-deleted session is still listed (or gone), never stuck: the retry finishes it.
+            const names = await listNames(c);
+            const left = labelled(c).filter((o) => o.includes(`clauderon-${n}`));
+            assert.ok(names.includes(n) || left.length === 0, `listed, or nothing left: ${left.join(', ')}`);
+          }
+          const again = await c.cli(['delete', n, '--force']);
+          assert.equal(again.code, 0, again.stderr);
+          await assertGone(c, repo.dir, n);
+        });
+      }
+
+      if (j === 0) {
+        test('the pod watch never answering during delete: the delete timeout names its key, a retry finishes', async () => {
+          c.emu.faults.failNext({ verb: 'watch', resource: 'pods', count: 50, action: { timeout: true } });
+          const r = await c.cli(['delete', 'del-watch-tmo', '--force'], { timeoutMs: 90_000 });
+          c.emu.faults.clear();
+          if (r.code !== 0) {
+            assertCleanFailure(r);
+            assert.match(r.stderr, /kubernetes\.timeouts\.delete/);
+          }
+          const again = await c.cli(['delete', 'del-watch-tmo', '--force']);
+          assert.equal(again.code, 0, again.stderr);
+          await assertGone(c, repo.dir, 'del-watch-tmo');
+          assert.deepEqual(labelled(c), []);
+        });
+      }
+    });
+  }
 
   // ---- plain REST timeouts: client-node's per-request deadline is a fixed 30 s (not configurable), so two
   // representative create steps and one delete step are covered, all at once on one cluster.
