@@ -442,6 +442,7 @@ describe('robustness', { concurrency: 5 }, () => {
         t.diagnostic(
           `killed ${killed} stream(s); create exited ${code}: ${bg.stderr().match(/^error: .*/m)?.[0] ?? 'ok'}`,
         );
+        if (code !== 0) assert.equal(code, 11, `a broken sync stream is a failed sync: ${bg.stderr()}`);
         await wholeOrNothing(c, big.dir, 'sync-kill', {
           code,
           signal: null,

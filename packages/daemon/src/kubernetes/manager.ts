@@ -350,6 +350,14 @@ export class KubernetesSessions implements SessionBackend {
               },
             );
           }
+          // A stream that broke mid-transfer is a failed sync (exit 11), not a refused API request.
+          if (!signal.aborted && e instanceof ClauderonError && e.code === 'CLAUDERON_E_KUBE_API') {
+            throw new ClauderonError('SYNC_FAILED', `the workspace sync failed: ${e.message}`, {
+              hint: 'try again; if it keeps failing, check the connection to the cluster',
+              ...(e.details ? { details: e.details } : {}),
+              cause: e,
+            });
+          }
           throw e;
         });
       if (res.exitCode !== 0) {
