@@ -57,6 +57,15 @@ export async function benchScale(ctx) {
     )
     .filter(Boolean);
   for (const e of deleteErrors.slice(0, 3)) ctx.log(`scale: delete ${e}`);
+  // Whatever the parallel delete left is deleted one at a time, so later sections start clean.
+  let retried = 0;
+  for (const [i, r] of deletes.entries()) {
+    if (r.code === 0) continue;
+    const again = await d.cli(['delete', names[i], '--force'], { timeoutMs: 300_000 });
+    if (again.code === 0) retried++;
+  }
+  if (deleteFailed > 0)
+    ctx.log(`scale: ${retried}/${deleteFailed} failed deletes succeeded when retried one at a time`);
   ctx.result.scale = {
     sessions: n,
     createWallMs: createWall,
@@ -69,6 +78,7 @@ export async function benchScale(ctx) {
     deleteWallMs: deleteWall,
     deleteFailed,
     deleteErrors,
+    deleteRetriedOk: retried,
   };
   return [
     figure({
@@ -103,7 +113,7 @@ export async function benchScale(ctx) {
       kind: 'check',
       ok: deleteFailed === 0,
       targetText: 'all succeed',
-      valueText: `${n - deleteFailed}/${n} in ${(deleteWall / 1000).toFixed(1)} s`,
+      valueText: `${n - deleteFailed}/${n} in ${(deleteWall / 1000).toFixed(1)} s${deleteFailed ? ` (${retried} of the failed ones succeeded on a sequential retry)` : ''}`,
     }),
   ];
 }
@@ -167,8 +177,8 @@ export async function benchList(ctx) {
   ctx.log(
     `list: wrote ${fakes.length} fake sessions (${fakes.length * 4} objects) into the emulator in ${((now() - t0) / 1000).toFixed(1)} s`,
   );
-  const runs = ctx.sizes.cli.runs >= 20 ? 15 : 5;
-  await timeList(ctx, 2); // warm-up
+  const runs = ctx.sizes.cli.runs >= 20 ? 7 : 3;
+  await timeList(ctx, 1); // warm-up
   const l = await timeList(ctx, runs);
   const json = JSON.parse(mustSucceed(await ctx.daemon.cli(['list', '-o', 'json']), 'list -o json').stdout);
   const sessions = Array.isArray(json) ? json : json.sessions;
