@@ -98,6 +98,13 @@ function isAbort(err: unknown): boolean {
 /** Maps any error from client-node (REST, watch, WebSocket) to a ClauderonError with a fix where one exists. */
 export function mapKubeError(err: unknown, ctx: ErrorContext): ClauderonError {
   if (err instanceof ClauderonError) return err;
+  // A deadline (our per-request one, AbortSignal.timeout) is no cancellation: the server did not answer.
+  if ((err as { name?: unknown } | undefined)?.name === 'TimeoutError') {
+    return new ClauderonError('TIMEOUT', `${ctx.action}: the Kubernetes API server did not answer in time`, {
+      hint: 'check that the cluster is reachable and not overloaded, then retry',
+      cause: err,
+    });
+  }
   if (isAbort(err)) return new ClauderonError('CANCELLED', `${ctx.action}: cancelled`, { cause: err });
   const code = httpCodeOf(err);
   const status = statusOf(err);
