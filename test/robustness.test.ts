@@ -288,39 +288,52 @@ describe('robustness', { concurrency: 5 }, () => {
     });
   }
 
-  // ---- plain REST timeouts: client-node's per-request deadline is a fixed 30 s (not configurable), so two
-  // representative create steps and one delete step are covered, all at once on one cluster.
+  // ---- plain REST timeouts: client-node's per-request deadline is a fixed 30 s (not configurable), so every
+  // REST step of create, and the pod delete, are held at once on one cluster and time out together.
   describe('a request that never answers (30 s client deadline)', () => {
     let c: TestCluster;
     let repo: Repo;
     before(async () => {
       c = await startCluster();
       repo = await makeRepo();
+      // Preflight results are cached per namespace: the preflight case uses a namespace of its own.
+      c.emu.store.create('namespaces', undefined, {
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: 'tmo-preflight' },
+      });
     });
     after(async () => {
       await c?.stop();
       repo?.cleanup();
     });
 
-    test('at the claim create, the pod create and the pod delete: clear errors, and nothing half made', async () => {
+    // Latest step first: each session passes the earlier steps unfaulted and is held at its own, and only
+    // then is the next fault armed, so no session takes another's fault.
+    const createSteps: Array<[string, FaultMatch, string[]]> = [
+      ['the owner-reference patch', { verb: 'patch', resource: 'configmaps' }, []],
+      ['the pod create', { verb: 'create', resource: 'pods' }, []],
+      ['the proxy secret create', { verb: 'create', resource: 'secrets' }, []],
+      ['the CA config map create', { verb: 'create', resource: 'configmaps' }, []],
+      ['the claim create', { verb: 'create', resource: 'persistentvolumeclaims' }, []],
+      [
+        'the preflight access review',
+        { verb: 'create', resource: 'selfsubjectaccessreviews' },
+        ['--namespace', 'tmo-preflight'],
+      ],
+    ];
+
+    test('at every REST step of create, and at the pod delete: clear errors, and nothing half made', async (t) => {
       const cr = await c.cli(createArgs(repo.dir, 'tmo-delete'));
       assert.equal(cr.code, 0, cr.stderr);
-      // Armed one at a time, each once the previous one holds its request, so no case takes another's fault.
-      const claims = c.emu.faults.count({ verb: 'create', resource: 'persistentvolumeclaims' });
-      c.emu.faults.failNext({
-        verb: 'create',
-        resource: 'persistentvolumeclaims',
-        action: { timeout: true },
-      });
-      const claimCase = background(c, createArgs(repo.dir, 'tmo-claim'));
-      assert.ok(
-        await waitUntil(
-          () => c.emu.faults.count({ verb: 'create', resource: 'persistentvolumeclaims' }) > claims,
-          60_000,
-        ),
-      );
-      c.emu.faults.failNext({ verb: 'create', resource: 'pods', action: { timeout: true } });
-      const podCase = background(c, createArgs(repo.dir, 'tmo-pod'));
+      const running: Array<{ name: string; step: string; bg: ReturnType<typeof background> }> = [];
+      for (const [i, [step, match, extra]] of createSteps.entries()) {
+        const before = c.emu.faults.count(match);
+        c.emu.faults.failNext({ ...match, action: { timeout: true } });
+        const name = `tmo-${i}`;
+        running.push({ name, step, bg: background(c, [...createArgs(repo.dir, name), ...extra]) });
+        assert.ok(await waitUntil(() => c.emu.faults.count(match) > before, 60_000), `held at ${step}`);
+      }
       c.emu.faults.failNext({
         verb: 'delete',
         resource: 'pods',
@@ -328,11 +341,8 @@ describe('robustness', { concurrency: 5 }, () => {
         action: { timeout: true },
       });
       const deleteCase = background(c, ['delete', 'tmo-delete', '--force']);
-      const [claimCode, podCode, deleteCode] = await Promise.all([
-        claimCase.done,
-        podCase.done,
-        deleteCase.done,
-      ]);
+      const codes = await Promise.all(running.map((r) => r.bg.done));
+      const deleteCode = await deleteCase.done;
       c.emu.faults.clear();
       const result = (code: number | null, stderr: string): CliResult => ({
         code,
@@ -340,9 +350,21 @@ describe('robustness', { concurrency: 5 }, () => {
         stdout: '',
         stderr,
       });
-      await wholeOrNothing(c, repo.dir, 'tmo-claim', result(claimCode, claimCase.stderr()));
-      await wholeOrNothing(c, repo.dir, 'tmo-pod', result(podCode, podCase.stderr()));
-      if (deleteCode !== 0) assertCleanFailure(result(deleteCode, deleteCase.stderr()));
+      for (const [i, r] of running.entries()) {
+        t.diagnostic(
+          `${r.step}: create exited ${codes[i]}: ${r.bg.stderr().match(/^error: .*/m)?.[0] ?? 'ok'}`,
+        );
+        // A server that never answers is a timeout (12), not an interruption by the user (130).
+        if (codes[i] !== 0) assert.equal(codes[i], 12, `${r.step}: ${r.bg.stderr()}`);
+        await wholeOrNothing(c, repo.dir, r.name, result(codes[i] ?? null, r.bg.stderr()));
+      }
+      t.diagnostic(
+        `pod delete: exited ${deleteCode}: ${deleteCase.stderr().match(/^error: .*/m)?.[0] ?? 'ok'}`,
+      );
+      if (deleteCode !== 0) {
+        assertCleanFailure(result(deleteCode, deleteCase.stderr()));
+        assert.equal(deleteCode, 12, deleteCase.stderr());
+      }
       const again = await c.cli(['delete', 'tmo-delete', '--force']);
       assert.equal(again.code, 0, again.stderr);
       await assertGone(c, repo.dir, 'tmo-delete');
