@@ -103,112 +103,115 @@ async function wholeOrNothing(c: TestCluster, repo: string, name: string, r: Cli
 // two cores).
 describe('robustness', { concurrency: 5 }, () => {
   // ---- the daemon SIGKILLed at each step, then restarted.
-  describe('the daemon killed at each step and restarted', { concurrency: 1 }, () => {
-    let c: TestCluster;
-    let repo: Repo;
-    before(async () => {
-      c = await startCluster();
-      repo = await makeRepo();
-    });
-    after(async () => {
-      await c?.stop();
-      repo?.cleanup();
-    });
-
-    /**
-     * Holds the next request matching `hold` unanswered (the emulator never processes it), waits until the
-     * daemon sends it, then SIGKILLs the daemon: the kill lands exactly at that step.
-     */
-    async function killWhen(hold: FaultMatch): Promise<void> {
-      const before = c.emu.faults.count(hold);
-      c.emu.faults.failNext({ ...hold, action: { timeout: true } });
-      const seen = await waitUntil(() => c.emu.faults.count(hold) > before, 60_000);
-      assert.ok(seen, `the daemon reached ${JSON.stringify(hold)}`);
-      await c.daemon.kill();
-      c.emu.faults.clear();
-    }
-
-    async function restartAndSettle(): Promise<void> {
-      c.daemon = await startDaemon({ home: c.home, env: c.env });
-    }
-
-    const createCases: Array<[string, FaultMatch]> = [
-      [
-        'before the worktree (pod existence check)',
-        { verb: 'get', resource: 'pods', name: 'clauderon-kill-c0' },
-      ],
-      ['after the worktree (creating the claim)', { verb: 'create', resource: 'persistentvolumeclaims' }],
-      ['after the claim (creating the CA config map)', { verb: 'create', resource: 'configmaps' }],
-      ['after the pod (setting owner references)', { verb: 'patch', resource: 'configmaps' }],
-      ['during the sync (exec)', { verb: 'exec', resource: 'pods', subresource: 'exec' }],
-    ];
-    for (const [i, [step, hold]] of createCases.entries()) {
-      test(`create: killed ${step}, the restarted daemon rolls it back completely`, async () => {
-        const n = `kill-c${i}`;
-        const bg = background(c, createArgs(repo.dir, n));
-        await killWhen(hold);
-        const code = await bg.done;
-        assert.notEqual(code, 0, 'the CLI reports the lost daemon');
-        assert.match(bg.stderr(), /^error: .*daemon/m);
-        await restartAndSettle();
-        const clean = await waitUntil(
-          async () =>
-            labelled(c).length === 0 &&
-            worktrees(c.home).length === 0 &&
-            (await sessionBranches(repo.dir)) === '',
-          60_000,
-          200,
-        );
-        assert.ok(clean, `rolled back: ${labelled(c).join(', ')} ${worktrees(c.home).join(', ')}`);
-        await assertGone(c, repo.dir, n);
+  // Create and delete kills on two clusters, so the two halves run side by side.
+  for (const phase of ['create', 'delete'] as const) {
+    describe(`the daemon killed at each ${phase} step and restarted`, { concurrency: 1 }, () => {
+      let c: TestCluster;
+      let repo: Repo;
+      before(async () => {
+        c = await startCluster();
+        repo = await makeRepo();
       });
-    }
-
-    const deleteCases: Array<[string, FaultMatch, boolean]> = [
-      ['deleting the pod', { verb: 'delete', resource: 'pods' }, false],
-      // A finalizer keeps the pod terminating, so delete is surely watching it go when the kill lands.
-      ['waiting for the pod to go', { verb: 'watch', resource: 'pods' }, true],
-      ['deleting the claim', { verb: 'delete', resource: 'persistentvolumeclaims' }, false],
-    ];
-    for (const [i, [step, hold, finalizer]] of deleteCases.entries()) {
-      test(`delete: killed while ${step}, the restarted daemon finishes the delete`, async () => {
-        const n = `kill-d${i}`;
-        const cr = await c.cli(createArgs(repo.dir, n));
-        assert.equal(cr.code, 0, cr.stderr);
-        const pod = `clauderon-${n}`;
-        const patchFinalizers = (v: string[] | null) =>
-          c.kubectl([
-            '-n',
-            'clauderon',
-            'patch',
-            'pod',
-            pod,
-            '--type=merge',
-            '-p',
-            JSON.stringify({ metadata: { finalizers: v } }),
-          ]);
-        if (finalizer) await patchFinalizers(['clauderon.test/hold']);
-        const bg = background(c, ['delete', n, '--force']);
-        await killWhen(hold);
-        assert.notEqual(await bg.done, 0);
-        if (finalizer) await patchFinalizers(null);
-        await restartAndSettle();
-        const mine = () => labelled(c).filter((o) => o.includes(pod));
-        const clean = await waitUntil(
-          async () =>
-            mine().length === 0 &&
-            !worktrees(c.home).includes(n) &&
-            !(await sessionBranches(repo.dir)).includes(`clauderon/${n}`),
-          60_000,
-          200,
-        );
-        assert.ok(clean, `finished: ${mine().join(', ')} ${worktrees(c.home).join(', ')}`);
-        await assertGone(c, repo.dir, n);
-        const again = await c.cli(['delete', n, '--force']);
-        assert.equal(again.code, 0, 'a second delete is a no-op');
+      after(async () => {
+        await c?.stop();
+        repo?.cleanup();
       });
-    }
-  });
+
+      /**
+       * Holds the next request matching `hold` unanswered (the emulator never processes it), waits until the
+       * daemon sends it, then SIGKILLs the daemon: the kill lands exactly at that step.
+       */
+      async function killWhen(hold: FaultMatch): Promise<void> {
+        const before = c.emu.faults.count(hold);
+        c.emu.faults.failNext({ ...hold, action: { timeout: true } });
+        const seen = await waitUntil(() => c.emu.faults.count(hold) > before, 60_000);
+        assert.ok(seen, `the daemon reached ${JSON.stringify(hold)}`);
+        await c.daemon.kill();
+        c.emu.faults.clear();
+      }
+
+      async function restartAndSettle(): Promise<void> {
+        c.daemon = await startDaemon({ home: c.home, env: c.env });
+      }
+
+      const createCases: Array<[string, FaultMatch]> = [
+        [
+          'before the worktree (pod existence check)',
+          { verb: 'get', resource: 'pods', name: 'clauderon-kill-c0' },
+        ],
+        ['after the worktree (creating the claim)', { verb: 'create', resource: 'persistentvolumeclaims' }],
+        ['after the claim (creating the CA config map)', { verb: 'create', resource: 'configmaps' }],
+        ['after the pod (setting owner references)', { verb: 'patch', resource: 'configmaps' }],
+        ['during the sync (exec)', { verb: 'exec', resource: 'pods', subresource: 'exec' }],
+      ];
+      for (const [i, [step, hold]] of phase === 'create' ? createCases.entries() : []) {
+        test(`create: killed ${step}, the restarted daemon rolls it back completely`, async () => {
+          const n = `kill-c${i}`;
+          const bg = background(c, createArgs(repo.dir, n));
+          await killWhen(hold);
+          const code = await bg.done;
+          assert.notEqual(code, 0, 'the CLI reports the lost daemon');
+          assert.match(bg.stderr(), /^error: .*daemon/m);
+          await restartAndSettle();
+          const clean = await waitUntil(
+            async () =>
+              labelled(c).length === 0 &&
+              worktrees(c.home).length === 0 &&
+              (await sessionBranches(repo.dir)) === '',
+            60_000,
+            200,
+          );
+          assert.ok(clean, `rolled back: ${labelled(c).join(', ')} ${worktrees(c.home).join(', ')}`);
+          await assertGone(c, repo.dir, n);
+        });
+      }
+
+      const deleteCases: Array<[string, FaultMatch, boolean]> = [
+        ['deleting the pod', { verb: 'delete', resource: 'pods' }, false],
+        // A finalizer keeps the pod terminating, so delete is surely watching it go when the kill lands.
+        ['waiting for the pod to go', { verb: 'watch', resource: 'pods' }, true],
+        ['deleting the claim', { verb: 'delete', resource: 'persistentvolumeclaims' }, false],
+      ];
+      for (const [i, [step, hold, finalizer]] of phase === 'delete' ? deleteCases.entries() : []) {
+        test(`delete: killed while ${step}, the restarted daemon finishes the delete`, async () => {
+          const n = `kill-d${i}`;
+          const cr = await c.cli(createArgs(repo.dir, n));
+          assert.equal(cr.code, 0, cr.stderr);
+          const pod = `clauderon-${n}`;
+          const patchFinalizers = (v: string[] | null) =>
+            c.kubectl([
+              '-n',
+              'clauderon',
+              'patch',
+              'pod',
+              pod,
+              '--type=merge',
+              '-p',
+              JSON.stringify({ metadata: { finalizers: v } }),
+            ]);
+          if (finalizer) await patchFinalizers(['clauderon.test/hold']);
+          const bg = background(c, ['delete', n, '--force']);
+          await killWhen(hold);
+          assert.notEqual(await bg.done, 0);
+          if (finalizer) await patchFinalizers(null);
+          await restartAndSettle();
+          const mine = () => labelled(c).filter((o) => o.includes(pod));
+          const clean = await waitUntil(
+            async () =>
+              mine().length === 0 &&
+              !worktrees(c.home).includes(n) &&
+              !(await sessionBranches(repo.dir)).includes(`clauderon/${n}`),
+            60_000,
+            200,
+          );
+          assert.ok(clean, `finished: ${mine().join(', ')} ${worktrees(c.home).join(', ')}`);
+          await assertGone(c, repo.dir, n);
+          const again = await c.cli(['delete', n, '--force']);
+          assert.equal(again.code, 0, 'a second delete is a no-op');
+        });
+      }
+    });
+  }
 
   // ---- delete: each step × server error and reset (one cluster per kind of fault), plus the watch on the
   // pod never answering.
