@@ -62,7 +62,17 @@ export async function startCluster(
     CLAUDERON_KUBERNETES_TIMEOUTS_IMAGE_PULL: '30s',
     ...opts.env,
   };
-  const daemon = await startDaemon({ home, env });
+  let daemon: RunningDaemon;
+  try {
+    daemon = await startDaemon({ home, env });
+  } catch (e) {
+    // Never leave the emulator (and its pods) running when the daemon could not start.
+    await emu.stop();
+    cleanup();
+    agent.cleanup();
+    rmSync(stateDir, { recursive: true, force: true });
+    throw e;
+  }
   const kubeEnv = {
     ...process.env,
     KUBECONFIG: emu.kubeconfigPath,

@@ -125,6 +125,21 @@ export class KubernetesSessions implements SessionBackend {
         'repository has submodules; they are shipped as gitlinks only',
       );
     }
+    // The prompt becomes one argument of the agent command in the pod: Linux refuses a single argument over
+    // 128 KiB (MAX_ARG_STRLEN). Refuse it here, before anything is made, not when the pod is built.
+    const argLimit = 128 * 1024;
+    for (const a of this.#config.agent.command) {
+      const bytes = Buffer.byteLength(a.replaceAll('{prompt}', req.prompt));
+      if (bytes >= argLimit) {
+        throw new ClauderonError(
+          'INVALID_INPUT',
+          `an argument of the agent command would be ${bytes} bytes; the limit is ${argLimit} bytes (128 KiB, Linux's limit for one argument), and it holds the prompt`,
+          {
+            hint: 'put a long prompt in a file in the repository and ask the agent to read it',
+          },
+        );
+      }
+    }
     const name = req.name ?? `${suggestName(info.name) || 'session'}-${randomBytes(2).toString('hex')}`;
     validateSessionName(name);
     const resources = {
