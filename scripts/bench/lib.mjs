@@ -410,7 +410,7 @@ export function renderTable(figures) {
       f.ratio !== undefined
         ? `${f.ratio.toFixed(2)}×`
         : f.delta !== undefined
-          ? `+${fmt(f.delta, f.unit)}`
+          ? `${f.delta >= 0 ? '+' : ''}${fmt(f.delta, f.unit)}`
           : '';
     const result = f.skipped
       ? 'not measured'
