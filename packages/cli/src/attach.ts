@@ -1,4 +1,5 @@
-import { type AttachControl, ClauderonError, type ErrorBody } from '@clauderon/protocol';
+import type { AttachControl, ErrorBody } from '@clauderon/protocol';
+import { ClauderonError } from '@clauderon/protocol/core';
 import WebSocket from 'ws';
 import type { DaemonClient } from './client.js';
 import type { Io } from './output.js';

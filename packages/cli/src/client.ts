@@ -1,14 +1,8 @@
 import { request } from 'node:http';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import {
-  API_PREFIX,
-  ClauderonError,
-  type ErrorBody,
-  type Health,
-  type ProgressEvent,
-  type Session,
-} from '@clauderon/protocol';
+import type { ErrorBody, Health, ProgressEvent, Session } from '@clauderon/protocol';
+import { API_PREFIX, ClauderonError } from '@clauderon/protocol/core';
 
 /** Talks to the daemon over its Unix socket. */
 export class DaemonClient {

@@ -8,16 +8,9 @@ import {
   renderEffectiveConfig,
   resolveHome,
 } from '@clauderon/config';
-import {
-  ClauderonError,
-  type CreateSessionRequest,
-  type Session,
-  VERSION,
-  validateQuantity,
-  validateSessionName,
-} from '@clauderon/protocol';
+import type { CreateSessionRequest, Session } from '@clauderon/protocol';
+import { ClauderonError, VERSION, validateQuantity, validateSessionName } from '@clauderon/protocol/core';
 import { Command, CommanderError, Option } from 'commander';
-import { attachTerminal } from './attach.js';
 import { DaemonClient } from './client.js';
 import { type Io, ProgressRenderer, paint, sessionDetails, sessionsTable, terminalSafe } from './output.js';
 
@@ -160,6 +153,8 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   const attach = async (name: string, detachKeys: string | undefined) => {
     validateSessionName(name);
     const keys = detachKeys ?? loadConfig({ env }).config.attach.detach_keys;
+    // Loaded on demand: the WebSocket library is most of the CLI's start-up cost and only attach needs it.
+    const { attachTerminal } = await import('./attach.js');
     return attachTerminal({ client: client(), name, io, stdin, detachKeys: keys });
   };
 

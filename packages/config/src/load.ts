@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ClauderonError, isDnsLabel, validateQuantity } from '@clauderon/protocol';
+import { ClauderonError, isDnsLabel, validateQuantity } from '@clauderon/protocol/core';
 import { parse, TomlError } from 'smol-toml';
 import {
   _deepFreeze,

@@ -1,8 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 
-/** Version of the daemon API; the CLI refuses a daemon with another major. */
-export const API_VERSION = 1;
-export const API_PREFIX = '/v1';
+export { API_PREFIX, API_VERSION } from './core.js';
 
 export const Backend = Type.Union([Type.Literal('kubernetes')]);
 export type Backend = Static<typeof Backend>;

@@ -430,7 +430,10 @@ export class KubernetesSessions implements SessionBackend {
     ]);
     const out = new Map<string, Session>();
     for (const ns of namespaces) {
-      const objs = await kube.listManaged(ns, managedSelector, { signal });
+      const objs = await kube.listManaged(ns, managedSelector, {
+        signal,
+        kinds: ['Pod', 'PersistentVolumeClaim'],
+      });
       const pods = new Map(objs.pods.map((p) => [p.metadata?.labels?.[Labels.session] ?? '', p]));
       for (const obj of [...objs.pods, ...objs.claims]) {
         const spec = specFromObject(obj);
@@ -745,7 +748,10 @@ export class KubernetesSessions implements SessionBackend {
     // Rebuild the local cache from cluster truth: sessions whose objects exist but are unknown locally.
     try {
       const kube = this.#d.kube();
-      const objs = await kube.listManaged(this.#config.kubernetes.namespace, managedSelector, { signal });
+      const objs = await kube.listManaged(this.#config.kubernetes.namespace, managedSelector, {
+        signal,
+        kinds: ['Pod'],
+      });
       for (const pod of objs.pods) {
         const spec = specFromObject(pod);
         if (spec && !this.#d.store.get(spec.name)) {

@@ -275,7 +275,16 @@ export class KubeClient {
   }
 
   /** Every object of the given kinds matching `selector` (e.g. protocol's managedSelector) in a namespace. */
-  async listManaged(namespace: string, selector: string, opts: CallOptions = {}): Promise<ManagedObjects> {
+  /**
+   * Lists the managed objects of the given kinds (default: all four). Kinds not asked for come back empty:
+   * session views need only pods and claims, and CA config maps are large, so `list` leaves them out.
+   */
+  async listManaged(
+    namespace: string,
+    selector: string,
+    opts: CallOptions & { kinds?: readonly SessionKind[] } = {},
+  ): Promise<ManagedObjects> {
+    const want = (k: SessionKind) => opts.kinds === undefined || opts.kinds.includes(k);
     const page = async <T>(
       what: string,
       fn: (p: { namespace: string; labelSelector: string; limit: number; _continue?: string }) => Promise<{
@@ -295,13 +304,18 @@ export class KubeClient {
       return out;
     };
     const o = () => this.requestOptions(opts.signal);
+    const none = Promise.resolve([]);
     const [pods, claims, configMaps, secrets] = await Promise.all([
-      page<V1Pod>('pods', (p) => this.core.listNamespacedPod(p, o())),
-      page<V1PersistentVolumeClaim>('persistentvolumeclaims', (p) =>
-        this.core.listNamespacedPersistentVolumeClaim(p, o()),
-      ),
-      page<V1ConfigMap>('configmaps', (p) => this.core.listNamespacedConfigMap(p, o())),
-      page<V1Secret>('secrets', (p) => this.core.listNamespacedSecret(p, o())),
+      want('Pod') ? page<V1Pod>('pods', (p) => this.core.listNamespacedPod(p, o())) : none,
+      want('PersistentVolumeClaim')
+        ? page<V1PersistentVolumeClaim>('persistentvolumeclaims', (p) =>
+            this.core.listNamespacedPersistentVolumeClaim(p, o()),
+          )
+        : none,
+      want('ConfigMap')
+        ? page<V1ConfigMap>('configmaps', (p) => this.core.listNamespacedConfigMap(p, o()))
+        : none,
+      want('Secret') ? page<V1Secret>('secrets', (p) => this.core.listNamespacedSecret(p, o())) : none,
     ]);
     return { pods, claims, configMaps, secrets };
   }
