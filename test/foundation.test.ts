@@ -229,3 +229,21 @@ describe('session store', () => {
     void cliEnv;
   });
 });
+
+describe('CLI output', () => {
+  test('large JSON output piped to another process arrives whole (the CLI flushes before exiting)', async () => {
+    const h = home();
+    // config show -o json of a config with a big pod template is a large document on stdout.
+    const labels: Record<string, string> = {};
+    for (let i = 0; i < 20000; i++) labels[`k${i}`] = 'v'.repeat(20);
+    const toml = `[kubernetes.pod_template.metadata.labels]\n${Object.entries(labels)
+      .map(([k, v]) => `${k} = "${v}"`)
+      .join('\n')}\n`;
+    writeFileSync(join(h, 'config.toml'), toml);
+    const r = await runCli(['config', 'show', '-o', 'json'], { home: h });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.length > 500_000, `output is large (${r.stdout.length} bytes)`);
+    const parsed = JSON.parse(r.stdout);
+    assert.equal(Object.keys(parsed.config.kubernetes.pod_template.metadata.labels).length, 20000);
+  });
+});

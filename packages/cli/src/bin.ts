@@ -14,5 +14,8 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
 } else {
   const { main } = await import('./main.js');
   const code = await main(argv);
+  // Writes to a pipe are asynchronous: exiting at once would cut large output (`list -o json | jq`).
+  const flushed = (s: NodeJS.WriteStream) => new Promise<void>((resolve) => s.write('', () => resolve()));
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
   process.exit(code);
 }
