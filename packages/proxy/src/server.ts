@@ -299,6 +299,37 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
     return t;
   };
 
+  /**
+   * Opens the upstream request for an intercepted (TLS) or plain request. Verification and SNI use the real
+   * name even when host_overrides redirects the TCP connection; DNS answers that point at blocked addresses
+   * are refused unless the host is overridden.
+   */
+  const upstreamRequest = (
+    target: Target,
+    up: Target,
+    f: { path: string; secure: boolean },
+    method: string | undefined,
+    headers: string[],
+  ): http.ClientRequest => {
+    const common = {
+      host: up.host,
+      port: up.port,
+      method,
+      path: f.path,
+      headers: headers as unknown as http.OutgoingHttpHeaders,
+      setHost: false,
+      ...(overrides.has(target.host) ? {} : { lookup: safeLookup as unknown as typeof dnsLookup }),
+    };
+    return f.secure
+      ? https.request({
+          ...common,
+          agent: httpsAgent,
+          servername: net.isIP(target.host) ? '' : target.host,
+          checkServerIdentity: (_h, cert) => tls.checkServerIdentity(target.host, cert),
+        })
+      : http.request({ ...common, agent: httpAgent });
+  };
+
   const authenticate = (header: string | undefined): Auth => {
     const a = parseAuth(header);
     if (!a) return { ok: false, claimed: null };
@@ -354,24 +385,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
     if (!up) return fail(403, 'destination not allowed');
     let upReq: http.ClientRequest;
     try {
-      const common = {
-        host: up.host,
-        port: up.port,
-        method: req.method,
-        path: f.path,
-        headers: headers as unknown as http.OutgoingHttpHeaders,
-        setHost: false,
-        ...(overrides.has(target.host) ? {} : { lookup: safeLookup as unknown as typeof dnsLookup }),
-      };
-      upReq = f.secure
-        ? https.request({
-            ...common,
-            agent: httpsAgent,
-            // Verification and SNI use the real name even when host_overrides redirects the TCP connection.
-            servername: net.isIP(target.host) ? '' : target.host,
-            checkServerIdentity: (_h, cert) => tls.checkServerIdentity(target.host, cert),
-          })
-        : http.request({ ...common, agent: httpAgent });
+      upReq = upstreamRequest(target, up, f, req.method, headers);
     } catch (e) {
       // e.g. an invalid character in a header; the message names the header, not its value.
       log(
@@ -450,23 +464,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
     if (!up) return refuse(403, 'Forbidden');
     let upReq: http.ClientRequest;
     try {
-      const common = {
-        host: up.host,
-        port: up.port,
-        method: req.method,
-        path: f.path,
-        headers: headers as unknown as http.OutgoingHttpHeaders,
-        setHost: false,
-        ...(overrides.has(target.host) ? {} : { lookup: safeLookup as unknown as typeof dnsLookup }),
-      };
-      upReq = f.secure
-        ? https.request({
-            ...common,
-            agent: httpsAgent,
-            servername: net.isIP(target.host) ? '' : target.host,
-            checkServerIdentity: (_h, cert) => tls.checkServerIdentity(target.host, cert),
-          })
-        : http.request({ ...common, agent: httpAgent });
+      upReq = upstreamRequest(target, up, f, req.method, headers);
     } catch {
       return refuse(502, 'Bad Gateway');
     }
