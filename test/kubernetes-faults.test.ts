@@ -1,23 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import type { FailNextSpec } from '@clauderon/kube-emulator';
-import { CLI, cliEnv, startDaemon } from './support/cli.js';
-import { makeRepo, startCluster, type TestCluster } from './support/cluster.js';
+import { startDaemon } from './support/cli.js';
+import { createInBackground, makeRepo, startCluster, type TestCluster } from './support/cluster.js';
+import { sessionBranches, worktrees as worktreesIn } from './support/robust-util.js';
 
-const run = promisify(execFile);
-
-function worktrees(c: TestCluster): string[] {
-  const dir = join(c.home, 'worktrees');
-  return existsSync(dir) ? readdirSync(dir) : [];
-}
-
-async function sessionBranches(repo: string): Promise<string> {
-  return (await run('git', ['-C', repo, 'branch', '--list', 'clauderon/*'])).stdout.trim();
-}
+const worktrees = (c: TestCluster) => worktreesIn(c.home);
 
 describe('create leaves nothing behind when a step fails', () => {
   let c: TestCluster;
@@ -138,24 +126,18 @@ describe('parallel creates and a crashed daemon', () => {
     }
     // Slow the sync down so the kill lands after the pod exists.
     c.emu.faults.addLatency(4000, { verb: 'exec' });
-    const child = spawn(
-      process.execPath,
-      [CLI, 'create', '--repo', repo.dir, '--prompt', 'p', '--name', 'crashy', '--no-attach'],
-      {
-        env: cliEnv(c.home, c.env),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let err = '';
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    const deadline = Date.now() + 60_000;
-    while (!/created pod/.test(err) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    assert.match(err, /created pod/);
+    const create = createInBackground(c, [
+      '--repo',
+      repo.dir,
+      '--prompt',
+      'p',
+      '--name',
+      'crashy',
+      '--no-attach',
+    ]);
+    await create.reached(/created pod/);
     await c.daemon.kill();
-    const cliExit = await new Promise<number | null>((r) => child.on('close', r));
-    assert.notEqual(cliExit, 0, 'the CLI reports the lost daemon');
+    assert.notEqual(await create.exited, 0, 'the CLI reports the lost daemon');
     c.emu.faults.clear();
     assert.ok(c.labelled().length > 0, 'objects exist while the daemon is down');
 

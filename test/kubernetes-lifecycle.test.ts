@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CLI, cliEnv, startDaemon } from './support/cli.js';
-import { makeRepo, startCluster, type TestCluster } from './support/cluster.js';
+import { createInBackground, makeRepo, startCluster, type TestCluster } from './support/cluster.js';
 import { PtyCli } from './support/pty.js';
 
 const run = promisify(execFile);
@@ -185,22 +185,19 @@ describe('session lifecycle beyond the happy path', () => {
 
   test('Ctrl-C during create tears down everything the create made', async () => {
     c.emu.faults.addLatency(3000, { verb: 'exec' });
-    const child = spawn(
-      process.execPath,
-      [CLI, 'create', '--repo', repo.dir, '--prompt', 'p', '--name', 'interrupted', '--no-attach'],
-      {
-        env: cliEnv(c.home, c.env),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let err = '';
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    const deadline = Date.now() + 60_000;
-    while (!/created pod/.test(err) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    child.kill('SIGINT');
-    const code = await new Promise<number | null>((r) => child.on('close', r));
+    const create = createInBackground(c, [
+      '--repo',
+      repo.dir,
+      '--prompt',
+      'p',
+      '--name',
+      'interrupted',
+      '--no-attach',
+    ]);
+    await create.reached(/created pod/);
+    create.child.kill('SIGINT');
+    const code = await create.exited;
+    const err = create.stderr();
     c.emu.faults.clear();
     assert.equal(code, 130, err);
     const end = Date.now() + 60_000;

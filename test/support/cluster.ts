@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type Emulator, start } from '@clauderon/kube-emulator';
-import { ROOT, type RunningDaemon, runCli, startDaemon, tempHome } from './cli.js';
+import { CLI, cliEnv, ROOT, type RunningDaemon, runCli, startDaemon, tempHome } from './cli.js';
 
 const run = promisify(execFile);
 
@@ -135,4 +135,38 @@ export async function makeRepo(): Promise<{ dir: string; cleanup: () => void }> 
   writeFileSync(join(dir, 'notes.txt'), 'untracked\n');
   writeFileSync(join(dir, 'secret.env'), 'IGNORED=1\n');
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A `clauderon create` running in the background, for tests that interrupt it part-way. */
+export interface BackgroundCreate {
+  child: ChildProcess;
+  stderr: () => string;
+  /** Resolves once the progress output matches `re` (fails after 60 s). */
+  reached(re: RegExp): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+export function createInBackground(c: TestCluster, args: string[]): BackgroundCreate {
+  const child = spawn(process.execPath, [CLI, 'create', ...args], {
+    env: cliEnv(c.home, c.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => {
+    err += d;
+  });
+  const exited = new Promise<number | null>((r) => child.on('close', r));
+  return {
+    child,
+    stderr: () => err,
+    exited,
+    async reached(re) {
+      const deadline = Date.now() + 60_000;
+      while (!re.test(err)) {
+        if (Date.now() > deadline || child.exitCode !== null)
+          throw new Error(`create never reached ${re}:\n${err}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  };
 }
