@@ -330,6 +330,26 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
       : http.request({ ...common, agent: httpAgent });
   };
 
+  /** The audit line of one forwarded request (intercepted or plain); never the credential or query. */
+  const auditForward = (
+    f: { session: string; path: string },
+    method: string | undefined,
+    host: string,
+    status: number,
+    started: number,
+    injected: boolean,
+  ) =>
+    audit.write({
+      session: f.session,
+      method: method ?? '',
+      host,
+      path: pathOnly(f.path),
+      status,
+      durationMs: Date.now() - started,
+      injected,
+      tunnelled: false,
+    });
+
   const authenticate = (header: string | undefined): Auth => {
     const a = parseAuth(header);
     if (!a) return { ok: false, claimed: null };
@@ -356,16 +376,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
     const finish = () => {
       if (done) return;
       done = true;
-      audit.write({
-        session: f.session,
-        method: req.method ?? '',
-        host: target.host,
-        path: pathOnly(f.path),
-        status,
-        durationMs: Date.now() - started,
-        injected: active !== undefined,
-        tunnelled: false,
-      });
+      auditForward(f, req.method, target.host, status, started, active !== undefined);
     };
     const fail = (code: number, message: string) => {
       status = code;
@@ -446,16 +457,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<ProxyServer> 
     ];
     if (active) headers.push(active.rule.header, active.rule.render(active.secret));
     const auditOnce = (status: number) =>
-      audit.write({
-        session: f.session,
-        method: req.method ?? '',
-        host: target.host,
-        path: pathOnly(f.path),
-        status,
-        durationMs: Date.now() - started,
-        injected: active !== undefined,
-        tunnelled: false,
-      });
+      auditForward(f, req.method, target.host, status, started, active !== undefined);
     const refuse = (code: number, text: string) => {
       socket.end(`HTTP/1.1 ${code} ${text}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
       auditOnce(code);
