@@ -105,6 +105,29 @@ function stopChild(child, signal = 'SIGTERM', graceMs = 15_000) {
   });
 }
 
+/**
+ * Keeps the tail of a child's output, registers its clean-up, and reports a death that was not asked for
+ * (with the output) to `onDeath`.
+ */
+function superviseChild(child, what, onDeath, maxLog = 4_000_000) {
+  let log = '';
+  const keep = (d) => {
+    log += d;
+    if (log.length > maxLog) log = log.slice(-maxLog / 2);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let stopping = false;
+  const stop = onCleanup(() => {
+    stopping = true;
+    return stopChild(child);
+  });
+  child.once('exit', (code, signal) => {
+    if (!stopping) onDeath?.({ what, code, signal, log });
+  });
+  return { log: () => log, stop };
+}
+
 // ---- the emulator (a child process: its work does not share the bench's event loop) -------------------
 
 export async function startEmulator({ timeScale = 0.1, onDeath } = {}) {
@@ -115,21 +138,7 @@ export async function startEmulator({ timeScale = 0.1, onDeath } = {}) {
     [EMULATOR_BIN, '--state-dir', stateDir, '--kubeconfig', kubeconfig, '--time-scale', String(timeScale)],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  let out = '';
-  const keep = (d) => {
-    out += d;
-    if (out.length > 2_000_000) out = out.slice(-1_000_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  let stopping = false;
-  const stop = onCleanup(() => {
-    stopping = true;
-    return stopChild(child);
-  });
-  child.once('exit', (code, signal) => {
-    if (!stopping) onDeath?.({ what: 'emulator', code, signal, log: out });
-  });
+  const { stop } = superviseChild(child, 'emulator', onDeath);
   const m = await waitForLine(child, /kube-emulator ready (\S+)/, 30_000, 'the emulator');
   const url = new URL(m[1]);
   const kc = JSON.parse(readFileSync(kubeconfig, 'utf8'));
@@ -243,21 +252,7 @@ export async function startDaemon({
     env: cleanEnv({ ...env, CLAUDERON_LOG_STDERR: '1' }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let log = '';
-  const keep = (d) => {
-    log += d;
-    if (log.length > 4_000_000) log = log.slice(-2_000_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  let stopping = false;
-  const stop = onCleanup(() => {
-    stopping = true;
-    return stopChild(child);
-  });
-  child.once('exit', (code, signal) => {
-    if (!stopping) onDeath?.({ what: 'daemon', code, signal, log });
-  });
+  const { log: daemonLog, stop } = superviseChild(child, 'daemon', onDeath);
   await waitForLine(child, /listening on/, 30_000, 'the daemon');
   const socket = join(home, 'clauderon.sock');
   return {
@@ -266,7 +261,7 @@ export async function startDaemon({
     child,
     pid: child.pid,
     socket,
-    log: () => log,
+    log: daemonLog,
     stop,
     /** VmRSS of the daemon process, in MiB. */
     rssMiB: () => {
